@@ -1,0 +1,249 @@
+"""The parent's pipe ends, the syscall error vocabulary, and stdin sources.
+
+Every pipe end the reactor holds is an ``Fd``: made non-blocking once, closed
+once, and set to -1 on close so that a number the kernel has since handed to
+someone else is never read, written or closed by us.
+
+``read_chunk`` and ``write_some`` are the only places that call ``os.read``
+and ``os.write`` on a pipe; they turn errno into the three answers the
+reactor cares about: data, "not now", and "gone".
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO, Final, Union
+
+__all__ = ["CHUNK", "Fd", "read_chunk", "write_some", "Feed", "StdinWriter", "make_feed"]
+
+#: Bytes asked for per read.  A Linux pipe holds 64 KiB by default, so one
+#: read usually empties it.
+CHUNK: Final = 65536
+
+#: ``Feed.pull`` result: nothing to write now, but more may come (PIPE stdin).
+WAIT: Final = b""
+
+
+class Fd:
+    """One pipe end the reactor owns, non-blocking from construction on."""
+
+    __slots__ = ("fd", "_file")
+
+    def __init__(self, file: IO[bytes]) -> None:
+        # Popen wrapped the fd in a FileIO; it stays the owner so that its
+        # close (or its finaliser, if we are bypassed) closes the fd once.
+        self._file = file
+        self.fd = file.fileno()
+        # O_NONBLOCK is per open-file description: only ever set it on pipe
+        # ends we created, never on a file the caller handed us.
+        os.set_blocking(self.fd, False)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            self.fd = -1
+            self._file.close()
+
+    def __repr__(self) -> str:
+        return f"<Fd {self.fd}>"
+
+
+def read_chunk(fd: int) -> bytes | None:
+    """Read what the pipe holds (up to CHUNK bytes).
+
+    Returns:
+        the bytes read; ``b""`` at EOF (every writer has closed); ``None`` when
+        the pipe is empty for now.
+    """
+    try:
+        return os.read(fd, CHUNK)
+    except BlockingIOError:
+        return None
+
+
+def write_some(fd: int, data: memoryview) -> int | None:
+    """Write as much of ``data`` as the pipe takes without blocking.
+
+    Returns:
+        the number of bytes written (0 when the pipe is full), or ``None`` when
+        the reader has gone (EPIPE): the child stopped reading, which is not an
+        error; the caller drops the rest of the input.
+    """
+    try:
+        return os.write(fd, data)
+    except BlockingIOError:
+        return 0
+    except BrokenPipeError:
+        return None
+
+
+class Feed:
+    """A source of bytes for a child's stdin, pulled only when the pipe has room.
+
+    ``pull()`` returns the next bytes to write, ``WAIT`` (empty) when there is
+    nothing now but more may come, or ``None`` when the input has ended.
+    """
+
+    def pull(self) -> bytes | None:
+        raise NotImplementedError
+
+
+class _BytesFeed(Feed):
+    def __init__(self, data: bytes) -> None:
+        self._data: bytes | None = data
+
+    def pull(self) -> bytes | None:
+        data, self._data = self._data, None
+        return data or None
+
+
+class _IterFeed(Feed):
+    def __init__(self, items: Iterable[bytes]) -> None:
+        self._items: Iterator[bytes] | None = iter(items)
+
+    def pull(self) -> bytes | None:
+        while self._items is not None:
+            try:
+                item = next(self._items)
+            except StopIteration:
+                self._items = None
+                break
+            if not isinstance(item, (bytes, bytearray, memoryview)):
+                self._items = None
+                raise TypeError(
+                    f"stdin iterable must yield bytes, not {type(item).__name__}"
+                )
+            if item:
+                return bytes(item)
+        return None
+
+
+class _ReaderFeed(Feed):
+    def __init__(self, file: IO[bytes]) -> None:
+        self._file: IO[bytes] | None = file
+
+    def pull(self) -> bytes | None:
+        if self._file is None:
+            return None
+        data = self._file.read(CHUNK)
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        if not data:
+            self._file = None
+            return None
+        return bytes(data)
+
+
+class StdinWriter(Feed):
+    """``job.stdin`` for ``stdin=PIPE``: queue input while the reactor runs.
+
+    ``write(data)`` queues and returns at once; the reactor writes the queue in
+    non-blocking pieces as the child reads.  ``close()`` ends the input: the
+    child sees EOF once the queue is written.  Once the child has stopped
+    reading (or exited), further writes are dropped, as the reactor drops any
+    input the child never read.
+
+    Use it from the thread that runs the reactor.
+    """
+
+    def __init__(self) -> None:
+        self._queue: deque[bytes] = deque()
+        self._closed = False
+        self._broken = False
+        self.pending = 0
+        #: Set by the reactor: called when there is new data for an idle pipe.
+        self._wake: Callable[[], None] | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Queue ``data``; returns ``len(data)``.
+
+        Raises:
+            ValueError: after ``close()``.
+            TypeError: if ``data`` is not bytes-like.
+        """
+        if self._closed:
+            raise ValueError("write to closed stdin")
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"stdin.write() needs bytes, not {type(data).__name__}")
+        n = len(data)
+        if n and not self._broken:
+            self._queue.append(bytes(data))
+            self.pending += n
+            if self._wake is not None:
+                self._wake()
+        return n
+
+    def close(self) -> None:
+        """End the input.  Idempotent."""
+        if not self._closed:
+            self._closed = True
+            if self._wake is not None:
+                self._wake()
+
+    def pull(self) -> bytes | None:
+        if self._queue:
+            data = self._queue.popleft() if len(self._queue) == 1 else b"".join(self._queue)
+            self._queue.clear()
+            self.pending = 0
+            return data
+        return None if self._closed else WAIT
+
+    def _break(self) -> None:
+        """The child is gone: drop what is queued and whatever comes later."""
+        self._broken = True
+        self._queue.clear()
+        self.pending = 0
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<StdinWriter {state}, {self.pending} bytes pending>"
+
+
+StdinSource = Union[None, int, bytes, bytearray, memoryview, str, IO[bytes], Iterable[bytes]]
+
+
+def make_feed(stdin: object, pipe: int, devnull: int) -> tuple[object, Feed | None]:
+    """Map a ``spawn(stdin=...)`` argument to (what Popen gets, our Feed or None).
+
+    A file with a real descriptor (or a descriptor itself) goes to the child
+    directly, as subprocess does; everything else is fed through a pipe.
+
+    Raises:
+        TypeError: naming ``stdin``, for anything that is none of the above.
+    """
+    if stdin is None or stdin == devnull:
+        return stdin, None
+    if stdin == pipe:
+        return pipe, StdinWriter()
+    if isinstance(stdin, bool):
+        raise TypeError("stdin must not be a bool")
+    if isinstance(stdin, int):
+        if stdin < 0:
+            raise ValueError(f"stdin must be PIPE, DEVNULL or a file descriptor >= 0, not {stdin}")
+        return stdin, None
+    if isinstance(stdin, (bytes, bytearray, memoryview)):
+        return pipe, _BytesFeed(bytes(stdin))
+    if isinstance(stdin, str):
+        return pipe, _BytesFeed(stdin.encode("utf-8"))
+    fileno = getattr(stdin, "fileno", None)
+    if callable(fileno):
+        try:
+            fileno()
+        except (OSError, ValueError):
+            pass  # BytesIO and friends: no descriptor, read them below
+        else:
+            return stdin, None
+    if callable(getattr(stdin, "read", None)):
+        return pipe, _ReaderFeed(stdin)  # type: ignore[arg-type]
+    if isinstance(stdin, Iterable) and not isinstance(stdin, io.TextIOBase):
+        return pipe, _IterFeed(stdin)
+    raise TypeError(
+        "stdin must be None, PIPE, DEVNULL, a file descriptor, bytes, str, a binary file "
+        f"or an iterable of bytes, not {type(stdin).__name__}"
+    )

@@ -1,0 +1,266 @@
+"""One child process as the reactor sees it: its state, its streams, its signals.
+
+A ``Job`` is passive: it holds state and answers questions; the ``Reactor``
+moves it from one state to the next.  The states, in order:
+
+``PENDING``  spawned but waiting for a ``max_parallel`` slot; no process yet.
+``RUNNING``  the child process is alive (or a zombie not yet noticed).
+``EXITED``   the child has been reaped, but a pipe is still open (usually a
+             grandchild holds it); ``eof_grace`` bounds this state.
+``DONE``     final.  The child was reaped (or never started), every stream
+             has ended and its sink was closed, ``on_exit`` has been called.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Union
+
+from ._fdio import Fd, Feed, StdinWriter
+from ._sinks import Sink
+
+if TYPE_CHECKING:
+    from ._reactor import Reactor
+
+__all__ = ["Job", "JobState", "JobCancelled"]
+
+StrOrBytesPath = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
+Args = Union[StrOrBytesPath, Sequence[StrOrBytesPath]]
+
+
+class JobState(enum.Enum):
+    PENDING = "pending"
+    RUNNING = "running"
+    EXITED = "exited"
+    DONE = "done"
+
+
+class JobCancelled(Exception):
+    """Raised by ``Job.wait()`` and ``Job.check()`` for a job cancelled before it started."""
+
+
+class _Reader:
+    """The parent's end of a child's stdout or stderr, and where its bytes go."""
+
+    __slots__ = ("job", "fd", "sink", "name")
+
+    def __init__(self, job: Job, fd: Fd, sink: Sink, name: str) -> None:
+        self.job = job
+        self.fd = fd
+        self.sink = sink
+        self.name = name
+
+
+class _Writer:
+    """The parent's end of a child's stdin, and the input still to write."""
+
+    __slots__ = ("job", "fd", "feed", "view", "registered")
+
+    def __init__(self, job: Job, fd: Fd, feed: Feed) -> None:
+        self.job = job
+        self.fd = fd
+        self.feed = feed
+        self.view: memoryview | None = None
+        self.registered = False
+
+
+class _ExitWatch:
+    """A per-child fd (a pidfd) that turns readable when the child exits."""
+
+    __slots__ = ("job", "handle")
+
+    def __init__(self, job: Job, handle: int) -> None:
+        self.job = job
+        self.handle = handle
+
+
+class Job:
+    """A child process run by a :class:`Reactor`.  Made by ``Reactor.spawn``.
+
+    Attributes:
+        args: the command, as given to ``spawn``.
+        pid: the child's pid, or None while the job is pending.
+        returncode: None until the child has been reaped; then its exit status,
+            negative ``-N`` if signal N killed it (as with subprocess).
+        state: a :class:`JobState`.
+        stdout, stderr: the very object passed as that stream's target (a
+            BytesSink made for ``PIPE``); None when the stream is not captured
+            (None, DEVNULL, a file descriptor, or ``stderr=STDOUT``).
+        stdin: a StdinWriter with ``stdin=PIPE``, else None.
+        timed_out: True once ``timeout`` expired and the job was told to stop.
+        cancelled: True once ``cancel()`` was called on an unfinished job.
+        error: the exception that kept a queued job from starting (for
+            example FileNotFoundError), or JobCancelled; None otherwise.
+        started_at: ``time.monotonic()`` when the child was started, or None.
+    """
+
+    def __init__(
+        self,
+        reactor: Reactor,
+        args: Args,
+        popen_kwargs: dict[str, Any],
+        stdin: tuple[object, Feed | None],
+        stdout: tuple[object, Sink | None, object],
+        stderr: tuple[object, Sink | None, object],
+        timeout: float | None,
+        kill_grace: float,
+        eof_grace: float | None,
+        on_exit: Callable[[Job], object] | None,
+    ) -> None:
+        self.args = args
+        self.pid: int | None = None
+        self.returncode: int | None = None
+        self.state = JobState.PENDING
+        self.timed_out = False
+        self.cancelled = False
+        self.error: BaseException | None = None
+        self.started_at: float | None = None
+        self.exited_at: float | None = None
+        self.timeout = timeout
+        self.kill_grace = kill_grace
+        self.eof_grace = eof_grace
+        self.on_exit = on_exit
+        self.stdout: Any = stdout[2]
+        self.stderr: Any = stderr[2]
+        feed = stdin[1]
+        self.stdin: StdinWriter | None = feed if isinstance(feed, StdinWriter) else None
+
+        self._reactor = reactor
+        self._popen_kwargs = popen_kwargs
+        self._popen_stdio: tuple[Any, Any, Any] = (stdin[0], stdout[0], stderr[0])
+        self._feed = feed
+        self._sinks = (stdout[1], stderr[1])
+        self._popen: subprocess.Popen[bytes] | None = None
+        # Open pipe ends, and how we learn of the exit; emptied as they close.
+        self._readers: list[_Reader] = []
+        self._writer: _Writer | None = None
+        self._exit_watch: _ExitWatch | None = None
+        # Whether signals go to the child's whole process group.
+        self._own_group = bool(popen_kwargs.get("start_new_session")) or (
+            popen_kwargs.get("process_group") == 0
+        )
+
+    # -- what the caller reads -------------------------------------------------
+
+    @property
+    def done(self) -> bool:
+        return self.state is JobState.DONE
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to the child's exit; while running, so far; None if never started."""
+        if self.started_at is None:
+            return None
+        end = self.exited_at if self.exited_at is not None else time.monotonic()
+        return end - self.started_at
+
+    def __repr__(self) -> str:
+        parts = [f"pid={self.pid}"] if self.pid is not None else []
+        parts.append(self.state.value)
+        if self.returncode is not None:
+            parts.append(f"returncode={self.returncode}")
+        if self.timed_out:
+            parts.append("timed out")
+        elif self.cancelled:
+            parts.append("cancelled")
+        return f"<Job {' '.join(parts)} {self.args!r}>"
+
+    # -- waiting ---------------------------------------------------------------
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Drive the reactor until this job is done; return its returncode.
+
+        Other jobs make progress too (their output flows, their callbacks run).
+
+        Raises:
+            TimeoutExpired: if ``timeout`` seconds pass first.  Nothing is
+                killed: the job keeps running, and ``wait`` may be called again.
+            the job's ``error``: if it never started (the program was missing,
+                say, or it was cancelled while queued).
+            whatever a sink or callback raised while the reactor ran; every job
+                is then killed and reaped before the exception reaches you.
+        """
+        self._reactor._drive_until(lambda: self.state is JobState.DONE, timeout, self.args)
+        if self.error is not None:
+            raise self.error
+        assert self.returncode is not None
+        return self.returncode
+
+    def check(self) -> None:
+        """Wait for the job, then raise CalledProcessError if it failed.
+
+        The exception's ``output``/``stderr`` are the sinks' ``getvalue()`` where
+        they have one (BytesSink, TextSink, RingBuffer), else None.
+        """
+        rc = self.wait()
+        if rc:
+            raise subprocess.CalledProcessError(
+                rc, self.args, _captured(self.stdout), _captured(self.stderr)
+            )
+
+    # -- signals ---------------------------------------------------------------
+
+    def send_signal(self, sig: int) -> None:
+        """Send ``sig`` to the child process alone (as ``Popen.send_signal``).
+
+        Does nothing once the child has been reaped, so a recycled pid is never
+        signalled.
+        """
+        if self.state is JobState.RUNNING and self._popen is not None:
+            self._popen.send_signal(sig)
+
+    def terminate(self) -> None:
+        """SIGTERM to the job's process group (the child and its descendants).
+
+        On a pending job, the same as ``cancel()``.  No escalation: see cancel().
+        """
+        self._signal_job(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """SIGKILL to the job's process group.  On a pending job, ``cancel()``."""
+        self._signal_job(signal.SIGKILL)
+
+    def cancel(self) -> None:
+        """Stop the job, gracefully.
+
+        A pending job is removed from the queue without starting: it becomes
+        done with ``error`` set to JobCancelled, and ``on_exit`` is called.  A
+        running job's process group gets SIGTERM, then SIGKILL ``kill_grace``
+        seconds later if it is still not done.  A finished job is left alone.
+        """
+        self._reactor._cancel(self)
+
+    def _signal_job(self, sig: int) -> None:
+        if self.state is JobState.PENDING:
+            self.cancel()
+        else:
+            self._signal_group(sig)
+
+    def _signal_group(self, sig: int) -> None:
+        """Signal the process group while any of it may live, else the child."""
+        if self._popen is None or self.state is JobState.DONE:
+            return
+        if self._own_group:
+            # The group outlives its leader while a grandchild is in it, and
+            # its id cannot be reused as a pid meanwhile (POSIX).
+            try:
+                os.killpg(self._popen.pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        elif self.state is JobState.RUNNING:
+            self._popen.send_signal(sig)
+
+
+def _captured(target: object) -> Any:
+    getvalue = getattr(target, "getvalue", None)
+    if getvalue is None:
+        return None
+    try:
+        return getvalue()
+    except Exception:
+        return None

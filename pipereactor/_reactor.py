@@ -1,0 +1,832 @@
+"""The reactor: one selector, many jobs, one thread.
+
+The path of a byte: a child writes to its pipe; the pipe's read end (an
+``Fd`` in a ``_Reader``) is registered in the selector; ``_turn`` wakes from
+``select()``, ``_on_readable`` reads one chunk and hands it to the sink.  At
+EOF the reader is closed and the sink's ``close()`` called; once the child has
+exited and every reader is closed, ``_finish`` marks the job done and calls
+``on_exit``.  stdin goes the other way through ``_on_writable``.
+
+Time is a heap of deadlines (a job's timeout, its SIGKILL escalation, its
+eof_grace) plus the poll tick for children no fd reports on; ``select()``
+sleeps until the nearest one.  Nothing sleeps anywhere else.
+
+Errors: any exception that escapes a turn (a sink or callback raising,
+KeyboardInterrupt) first kills and reaps every job (``_kill_all``), then
+propagates.  So the caller's ``except`` clause sees a reactor with no
+children left, consistent and still usable.
+"""
+
+from __future__ import annotations
+
+import heapq
+import inspect
+import math
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Any, Final
+
+from . import _childwatch
+from ._fdio import Fd, StdinWriter, make_feed, read_chunk, write_some
+from ._job import Args, Job, JobCancelled, JobState, _ExitWatch, _Reader, _Writer
+from ._sinks import BytesSink, Sink, as_sink
+
+__all__ = ["Reactor"]
+
+PIPE: Final = subprocess.PIPE
+DEVNULL: Final = subprocess.DEVNULL
+STDOUT: Final = subprocess.STDOUT
+
+#: Defaults for ``spawn``: trio's escalation delay; a short wait for pipe EOF.
+KILL_GRACE: Final = 5.0
+EOF_GRACE: Final = 2.0
+
+# Deadline kinds, in the heap as (when, seq, kind, job).
+_TIMEOUT, _KILL, _EOF = 0, 1, 2
+
+# Marks the watcher's shared fd (kqueue) in the selector.
+_SHARED = object()
+
+#: When ``eof_grace`` expires, what is already in a pipe is still delivered,
+#: but no more than this many chunks: a grandchild may keep writing forever.
+_FINAL_DRAIN_CHUNKS: Final = 16
+
+_POPEN_PARAMS: Final = frozenset(inspect.signature(subprocess.Popen).parameters)
+# Sinks decide how bytes become text, and the reactor owns these.
+_REJECTED_KWARGS: Final = {
+    "text": "use a TextSink (or pass a text stream) to get text",
+    "universal_newlines": "use a TextSink (or pass a text stream) to get text",
+    "encoding": "pass the encoding to TextSink or LineSink",
+    "errors": "pass errors= to TextSink or LineSink",
+    "bufsize": "the reactor reads its pipes unbuffered",
+}
+
+
+def _check_seconds(value: object, name: str, *, allow_none: bool) -> float | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        expected = "a number of seconds or None" if allow_none else "a number of seconds"
+        raise TypeError(f"{name} must be {expected}, not {type(value).__name__}")
+    if math.isnan(value) or value < 0:
+        raise ValueError(f"{name} must be >= 0, not {value!r}")
+    return float(value)
+
+
+def _check_args(args: object) -> None:
+    ok = (str, bytes, os.PathLike)
+    if isinstance(args, ok):
+        return
+    if isinstance(args, Sequence) and all(isinstance(a, ok) for a in args):
+        if not args:
+            raise ValueError("args must not be empty")
+        return
+    raise TypeError(
+        "args must be a str, bytes or path, or a sequence of them, "
+        f"not {type(args).__name__}"
+    )
+
+
+def _output(target: object, name: str, allow_stdout: bool) -> tuple[object, Sink | None, object]:
+    """Map stdout=/stderr= to (what Popen gets, our sink or None, what job.<name> shows)."""
+    if target is None or target == DEVNULL:
+        return target, None, None
+    if allow_stdout and target == STDOUT:
+        return STDOUT, None, None
+    if target == PIPE:
+        sink = BytesSink()
+        return PIPE, sink, sink
+    if isinstance(target, bool):
+        raise TypeError(f"{name} must not be a bool")
+    if isinstance(target, int):
+        if target < 0:
+            consts = "PIPE, DEVNULL or STDOUT" if allow_stdout else "PIPE or DEVNULL"
+            raise ValueError(f"{name} must be {consts} or a file descriptor >= 0, not {target}")
+        return target, None, None
+    return PIPE, as_sink(target, name), target
+
+
+class Reactor:
+    """Run many child processes from one thread, feeding and draining them.
+
+    Args:
+        max_parallel: at most this many children run at once; further spawns
+            wait in FIFO order and start as slots free.  None: no limit.
+        watcher: how child exits are detected: "auto" (pidfd on Linux, kqueue
+            on the BSDs and macOS, else polling), "pidfd", "kqueue" or "poll".
+        selector: a ``selectors.BaseSelector`` subclass; default
+            ``DefaultSelector`` (epoll on Linux).  ``SelectSelector`` is refused:
+            select() cannot watch an fd numbered 1024 or more.
+
+    Raises:
+        NotImplementedError: on Windows, whose selectors cannot poll pipes.
+
+    Use it as a context manager.  Leaving the block normally waits for every
+    job (``run()``); leaving it by an exception kills and reaps every job.
+    Either way the reactor is then closed.
+    """
+
+    def __init__(
+        self,
+        max_parallel: int | None = None,
+        *,
+        watcher: str = "auto",
+        selector: type[selectors.BaseSelector] | None = None,
+    ) -> None:
+        self._closed = True  # until construction succeeds; read by __del__
+        if sys.platform == "win32":
+            raise NotImplementedError(
+                "pipereactor needs a POSIX system: on Windows, selectors cannot poll pipes"
+            )
+        if max_parallel is not None:
+            if isinstance(max_parallel, bool) or not isinstance(max_parallel, int):
+                raise TypeError(
+                    f"max_parallel must be an int or None, not {type(max_parallel).__name__}"
+                )
+            if max_parallel < 1:
+                raise ValueError(f"max_parallel must be >= 1, not {max_parallel}")
+        if selector is None:
+            selector = selectors.DefaultSelector
+        elif not (isinstance(selector, type) and issubclass(selector, selectors.BaseSelector)):
+            raise TypeError(f"selector must be a selectors.BaseSelector subclass, not {selector!r}")
+        if issubclass(selector, selectors.SelectSelector):
+            raise ValueError("selector=SelectSelector cannot watch fds >= 1024; use the default")
+        if not isinstance(watcher, str):
+            raise TypeError(f"watcher must be a str, not {type(watcher).__name__}")
+        self._watcher = _childwatch.make_watcher(watcher)
+        self._selector = selector()
+        shared = self._watcher.fileno()
+        if shared is not None:
+            self._selector.register(shared, selectors.EVENT_READ, _SHARED)
+
+        self.max_parallel = max_parallel
+        self._pending: deque[Job] = deque()
+        self._live: set[Job] = set()  # RUNNING or EXITED
+        self._by_pid: dict[int, Job] = {}  # children covered by the shared fd
+        self._polled: set[Job] = set()  # RUNNING children nothing tells us about
+        self._poll_interval = _childwatch.POLL_MIN
+        self._poll_at: float | None = None
+        self._deadlines: list[tuple[float, int, int, Job]] = []
+        self._seq = 0
+        self._completed: deque[Job] = deque()
+        self._in_turn = False
+        self._closed = False
+
+    # -- spawning --------------------------------------------------------------
+
+    def spawn(
+        self,
+        args: Args,
+        *,
+        stdin: object = None,
+        stdout: object = None,
+        stderr: object = None,
+        timeout: float | None = None,
+        kill_grace: float = KILL_GRACE,
+        eof_grace: float | None = EOF_GRACE,
+        on_exit: Callable[[Job], object] | None = None,
+        **popen_kwargs: Any,
+    ) -> Job:
+        """Start ``args`` as a child process (or queue it); return its Job.
+
+        Args:
+            args: as for ``subprocess.Popen``.
+            stdin: None (inherit), DEVNULL, PIPE (then write to ``job.stdin``),
+                bytes, str (sent as UTF-8), a binary file or an iterable of
+                bytes (pulled lazily, as the child reads).  A file with a real
+                descriptor, or a descriptor, is given to the child directly.
+            stdout: None (inherit), DEVNULL, PIPE (a new BytesSink), a file
+                descriptor (given to the child), or a sink: see ``as_sink``.
+            stderr: as stdout, or STDOUT to merge it into stdout's pipe, in the
+                order the kernel delivers it.
+            timeout: seconds from start; then the job's process group gets
+                SIGTERM, ``timed_out`` is set, and SIGKILL follows after
+                ``kill_grace`` seconds if the job is still not done.
+            kill_grace: seconds between SIGTERM and SIGKILL when the reactor
+                stops a job (timeout, cancel, or an exception escaping).
+            eof_grace: seconds to wait, after the child exits, for its pipes to
+                reach EOF.  Grandchildren that keep a pipe open are left
+                running, but their later output is not read.  None: wait for EOF.
+            on_exit: called as ``on_exit(job)`` once, when the job is done.
+            popen_kwargs: passed to ``subprocess.Popen`` (cwd, env, shell,
+                pass_fds, ...).  The child leads a new session, hence its own
+                process group (``start_new_session=True``) unless you pass
+                ``start_new_session`` or ``process_group``; without its own
+                group, only the child itself is signalled.
+
+        Raises:
+            TypeError, ValueError: naming the argument, for bad input.
+            OSError: the child could not be started now (FileNotFoundError
+                for a missing program, as subprocess).  A job that starts later,
+                from the queue, records such an error in ``job.error`` instead.
+        """
+        self._check_open()
+        _check_args(args)
+        for name in popen_kwargs:
+            if name in _REJECTED_KWARGS:
+                raise TypeError(f"spawn() does not take {name}=: {_REJECTED_KWARGS[name]}")
+            if name not in _POPEN_PARAMS or name in ("args", "stdin", "stdout", "stderr"):
+                raise TypeError(f"spawn() got an unexpected keyword argument {name!r}")
+        if "process_group" not in popen_kwargs:
+            popen_kwargs.setdefault("start_new_session", True)
+        if on_exit is not None and not callable(on_exit):
+            raise TypeError(f"on_exit must be callable or None, not {type(on_exit).__name__}")
+        job = Job(
+            self,
+            args,
+            popen_kwargs,
+            make_feed(stdin, PIPE, DEVNULL),
+            _output(stdout, "stdout", allow_stdout=False),
+            _output(stderr, "stderr", allow_stdout=True),
+            _check_seconds(timeout, "timeout", allow_none=True),
+            _check_seconds(kill_grace, "kill_grace", allow_none=False) or 0.0,
+            _check_seconds(eof_grace, "eof_grace", allow_none=True),
+            on_exit,
+        )
+        if self._pending or not self._has_slot():
+            self._pending.append(job)
+        else:
+            self._start(job)
+        return job
+
+    def _has_slot(self) -> bool:
+        return self.max_parallel is None or len(self._live) < self.max_parallel
+
+    def _admit(self) -> None:
+        """Start queued jobs while slots are free."""
+        while self._pending and self._has_slot():
+            job = self._pending.popleft()
+            try:
+                self._start(job)
+            except Exception as exc:
+                job.error = exc
+                self._finish(job)
+
+    def _start(self, job: Job) -> None:
+        """PENDING -> RUNNING: create the process and register its fds.
+
+        Raises whatever Popen raises; then no process exists and no fd is open.
+        """
+        stdin, stdout, stderr = job._popen_stdio
+        popen = subprocess.Popen(
+            job.args, stdin=stdin, stdout=stdout, stderr=stderr, bufsize=0, **job._popen_kwargs
+        )
+        job._popen = popen
+        job.pid = popen.pid
+        job.started_at = time.monotonic()
+        job.state = JobState.RUNNING
+        self._live.add(job)
+        try:
+            self._register(job, popen)
+        except BaseException:
+            job._signal_group(signal.SIGKILL)
+            popen.wait()
+            self._close_fds(job)
+            self._unwatch(job)
+            self._live.discard(job)
+            raise
+        if job.timeout is not None:
+            self._schedule(job.started_at + job.timeout, _TIMEOUT, job)
+
+    def _register(self, job: Job, popen: subprocess.Popen[bytes]) -> None:
+        # We own the pipe ends from here on; Popen must not read or close them.
+        for name, file, sink in (("stdout", popen.stdout, job._sinks[0]),
+                                 ("stderr", popen.stderr, job._sinks[1])):
+            if file is not None:
+                assert sink is not None
+                reader = _Reader(job, Fd(file), sink, name)
+                job._readers.append(reader)
+                self._selector.register(reader.fd.fd, selectors.EVENT_READ, reader)
+        popen.stdout = popen.stderr = None
+        if popen.stdin is not None:
+            assert job._feed is not None
+            writer = _Writer(job, Fd(popen.stdin), job._feed)
+            popen.stdin = None
+            job._writer = writer
+            if isinstance(writer.feed, StdinWriter):
+                writer.feed._wake = lambda: self._want_write(writer)
+            self._want_write(writer)
+        handle = self._watcher.watch(popen.pid)
+        if handle is None:
+            self._polled.add(job)
+            self._poll_interval = _childwatch.POLL_MIN
+            self._poll_at = time.monotonic() + self._poll_interval
+        elif handle == _childwatch.SHARED:
+            self._by_pid[popen.pid] = job
+        else:
+            watch = _ExitWatch(job, handle)
+            job._exit_watch = watch
+            self._selector.register(handle, selectors.EVENT_READ, watch)
+
+    # -- driving the loop ------------------------------------------------------
+
+    def step(self, timeout: float | None = None) -> bool:
+        """Run one turn of the loop: wait for I/O, exits or deadlines, handle them.
+
+        Waits at most ``timeout`` seconds (None: until something happens),
+        less if a job's deadline is nearer.  Returns at once if no job is
+        unfinished.  An empty turn is normal.
+
+        Returns:
+            True while some job is unfinished (pending, running or draining).
+
+        Raises:
+            whatever a sink or callback raised, or KeyboardInterrupt; every job
+            is killed and reaped first.
+        """
+        with self._guard():
+            self._turn(timeout)
+        return bool(self._live or self._pending)
+
+    def run(self, timeout: float | None = None) -> None:
+        """Drive the loop until every job is done.
+
+        Raises:
+            TimeoutExpired: if ``timeout`` seconds pass first.  Nothing is
+                killed; call run() again to go on.  ``cmd`` lists the unfinished
+                jobs' args.
+            whatever a sink or callback raised, or KeyboardInterrupt; every job
+                is killed and reaped first.
+        """
+        self._drive_until(lambda: not (self._live or self._pending), timeout, None)
+
+    def as_completed(self, timeout: float | None = None) -> Iterator[Job]:
+        """Yield each job once, as it becomes done, in completion order.
+
+        Jobs that finished earlier and were not yet yielded come first; jobs
+        spawned while iterating are included.  The generator ends when no job
+        is unfinished.
+
+        Raises:
+            TimeoutExpired: if ``timeout`` seconds pass before the last job is
+                done.  Nothing is killed.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            while self._completed:
+                yield self._completed.popleft()
+            if not (self._live or self._pending):
+                return
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise subprocess.TimeoutExpired(self._unfinished_args(), timeout or 0.0)
+            with self._guard():
+                self._turn(remaining)
+
+    def _drive_until(
+        self, done: Callable[[], bool], timeout: float | None, cmd: Any
+    ) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._guard():
+            while not done():
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    break
+                self._turn(remaining)
+        if not done():
+            raise subprocess.TimeoutExpired(
+                cmd if cmd is not None else self._unfinished_args(), timeout or 0.0
+            )
+
+    def _unfinished_args(self) -> Any:
+        return [job.args for job in (*self._live, *self._pending)]
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """One driver at a time; an exception escaping kills and reaps every job."""
+        self._check_open()
+        if self._in_turn:
+            raise RuntimeError(
+                "the reactor is already running: a sink or callback cannot drive it "
+                "(step, run, as_completed, wait)"
+            )
+        self._in_turn = True
+        try:
+            yield
+        except BaseException:
+            self._in_turn = False
+            self._kill_all()
+            raise
+        finally:
+            self._in_turn = False
+
+    def _turn(self, timeout: float | None) -> None:
+        self._admit()
+        if not (self._live or self._pending):
+            return
+        now = time.monotonic()
+        wait = self._next_deadline()
+        if wait is not None:
+            wait = max(0.0, wait - now)
+            if timeout is not None:
+                wait = min(wait, timeout)
+        else:
+            wait = timeout
+        for key, _ in self._selector.select(wait):
+            data = key.data
+            if type(data) is _Reader:
+                self._on_readable(data)
+            elif type(data) is _Writer:
+                self._on_writable(data)
+            elif type(data) is _ExitWatch:
+                if data.job._exit_watch is data:
+                    self._check_exit(data.job)
+            elif data is _SHARED:
+                for pid in self._watcher.collect():
+                    job = self._by_pid.get(pid)
+                    if job is not None:
+                        self._check_exit(job)
+        self._fire_deadlines(time.monotonic())
+        self._admit()
+
+    # -- output ----------------------------------------------------------------
+
+    def _on_readable(self, reader: _Reader) -> None:
+        if reader.fd.fd < 0:
+            return  # closed earlier in this same turn
+        data = read_chunk(reader.fd.fd)
+        if data:
+            reader.sink.write(data)
+        elif data is not None:
+            self._end_stream(reader)
+
+    def _end_stream(self, reader: _Reader) -> None:
+        """EOF (or given up on): close the pipe end, then the sink, once."""
+        job = reader.job
+        self._selector.unregister(reader.fd.fd)
+        reader.fd.close()
+        job._readers.remove(reader)
+        if job.state is JobState.RUNNING and not job._readers:
+            # Every output pipe closed: the child has usually just exited.
+            self._check_exit(job)
+        # A sink shared by stdout and stderr is closed when the second ends.
+        if all(other.sink is not reader.sink for other in job._readers):
+            close = getattr(reader.sink, "close", None)
+            if close is not None:
+                close()
+        self._maybe_finish(job)
+
+    # -- input -----------------------------------------------------------------
+
+    def _want_write(self, writer: _Writer) -> None:
+        """Watch stdin for room again (new data, or close, from a StdinWriter)."""
+        if writer.fd.fd >= 0 and not writer.registered:
+            self._selector.register(writer.fd.fd, selectors.EVENT_WRITE, writer)
+            writer.registered = True
+
+    def _on_writable(self, writer: _Writer) -> None:
+        fd = writer.fd.fd
+        if fd < 0:
+            return
+        while True:
+            if not writer.view:
+                data = writer.feed.pull()
+                if data is None:
+                    self._end_input(writer)
+                    return
+                if not data:
+                    # A StdinWriter with nothing queued: stop watching until it
+                    # has more, or a writable pipe would wake us forever.
+                    self._selector.unregister(fd)
+                    writer.registered = False
+                    return
+                writer.view = memoryview(data)
+            n = write_some(fd, writer.view)
+            if n is None:  # EPIPE: the child stopped reading; drop the rest
+                self._end_input(writer)
+                return
+            writer.view = writer.view[n:]
+            if writer.view:
+                return  # the pipe is full
+
+    def _end_input(self, writer: _Writer) -> None:
+        if writer.registered:
+            self._selector.unregister(writer.fd.fd)
+            writer.registered = False
+        writer.fd.close()
+        writer.view = None
+        writer.job._writer = None
+        if isinstance(writer.feed, StdinWriter):
+            writer.feed._break()
+
+    # -- exits and finishing -----------------------------------------------------
+
+    def _check_exit(self, job: Job) -> None:
+        """RUNNING -> EXITED if the child has exited; DONE too if its pipes are closed."""
+        if self._reap(job):
+            self._maybe_finish(job)
+
+    def _reap(self, job: Job) -> bool:
+        """RUNNING -> EXITED, if the child has exited (reaping it).  No user code."""
+        assert job._popen is not None
+        if job.state is not JobState.RUNNING or job._popen.poll() is None:
+            return False
+        job.returncode = job._popen.returncode
+        job.exited_at = time.monotonic()
+        job.state = JobState.EXITED
+        self._unwatch(job)
+        if job._writer is not None:
+            self._end_input(job._writer)
+        if job._readers and job.eof_grace is not None:
+            self._schedule(job.exited_at + job.eof_grace, _EOF, job)
+        return True
+
+    def _unwatch(self, job: Job) -> None:
+        watch = job._exit_watch
+        if watch is not None:
+            job._exit_watch = None
+            self._selector.unregister(watch.handle)
+            self._watcher.release(watch.handle)
+        self._polled.discard(job)
+        if job.pid is not None:
+            self._by_pid.pop(job.pid, None)
+
+    def _maybe_finish(self, job: Job) -> None:
+        if job.state is JobState.EXITED and not job._readers:
+            self._finish(job)
+
+    def _finish(self, job: Job) -> None:
+        """-> DONE: the state is final before any user code runs."""
+        job.state = JobState.DONE
+        self._live.discard(job)
+        self._completed.append(job)
+        if job.on_exit is not None:
+            job.on_exit(job)
+
+    def _cancel(self, job: Job) -> None:
+        if job.state is JobState.PENDING:
+            self._pending.remove(job)
+            job.cancelled = True
+            job.error = JobCancelled(f"job {job.args!r} was cancelled before it started")
+            self._finish(job)
+        elif job.state is not JobState.DONE:
+            job.cancelled = True
+            self._stop(job)
+
+    # -- deadlines ---------------------------------------------------------------
+
+    def _schedule(self, when: float, kind: int, job: Job) -> None:
+        self._seq += 1
+        heapq.heappush(self._deadlines, (when, self._seq, kind, job))
+
+    @staticmethod
+    def _is_due(kind: int, job: Job) -> bool:
+        """Whether a deadline still means something for the job's current state."""
+        if kind == _EOF:
+            return job.state is JobState.EXITED
+        # A timeout covers the whole job: a grandchild holding a pipe past it
+        # is stopped with the rest of the group.
+        return job.state is JobState.RUNNING or job.state is JobState.EXITED
+
+    def _next_deadline(self) -> float | None:
+        heap = self._deadlines
+        while heap and not self._is_due(heap[0][2], heap[0][3]):
+            heapq.heappop(heap)  # stale: drop it rather than wake up for it
+        when = heap[0][0] if heap else None
+        if self._polled and self._poll_at is not None:
+            when = self._poll_at if when is None else min(when, self._poll_at)
+        return when
+
+    def _fire_deadlines(self, now: float) -> None:
+        if self._polled and self._poll_at is not None and self._poll_at <= now:
+            self._poll_tick(now)
+        heap = self._deadlines
+        while heap and heap[0][0] <= now:
+            _, _, kind, job = heapq.heappop(heap)
+            if not self._is_due(kind, job):
+                continue
+            if kind == _TIMEOUT:
+                job.timed_out = True
+                self._stop(job)
+            elif kind == _KILL:
+                job._signal_group(signal.SIGKILL)
+            else:
+                self._give_up_eof(job)
+
+    def _poll_tick(self, now: float) -> None:
+        exited = False
+        for job in list(self._polled):
+            self._check_exit(job)
+            exited = exited or job.state is not JobState.RUNNING
+        # Back off while nothing exits; a spawn or an exit resets the tick.
+        if exited:
+            self._poll_interval = _childwatch.POLL_MIN
+        else:
+            self._poll_interval = min(self._poll_interval * 2, _childwatch.POLL_MAX)
+        self._poll_at = now + self._poll_interval
+
+    def _stop(self, job: Job) -> None:
+        """SIGTERM the job's group now, SIGKILL after kill_grace if not done."""
+        if job.kill_grace <= 0:
+            job._signal_group(signal.SIGKILL)
+            return
+        job._signal_group(signal.SIGTERM)
+        self._schedule(time.monotonic() + job.kill_grace, _KILL, job)
+
+    def _give_up_eof(self, job: Job) -> None:
+        """eof_grace expired: deliver what the pipes hold now, then close them."""
+        for reader in list(job._readers):
+            for _ in range(_FINAL_DRAIN_CHUNKS):
+                data = read_chunk(reader.fd.fd)
+                if not data:
+                    break
+                reader.sink.write(data)
+            self._end_stream(reader)
+
+    # -- shutting down -------------------------------------------------------------
+
+    def close(self) -> None:
+        """Kill and reap every job left, close every fd.  Idempotent.
+
+        Running jobs' process groups get SIGTERM, then SIGKILL after their
+        ``kill_grace``; queued jobs are cancelled.  Sinks are closed and
+        ``on_exit`` is called for each job; if any of them raises, the rest
+        still run, and the first error is raised at the end.
+        """
+        if self._closed:
+            return
+        if self._in_turn:
+            raise RuntimeError("close() called from a sink or callback while the reactor runs")
+        try:
+            errors = self._kill_all()
+        finally:
+            self._closed = True
+            self._selector.close()
+            self._watcher.close()
+        if errors:
+            raise errors[0]
+
+    def _kill_all(self) -> list[Exception]:
+        """Cancel queued jobs; stop, reap and finish running ones.
+
+        User code (sink close, on_exit) runs only after every child is reaped
+        and every fd closed; what it raises is returned, not raised.  A second
+        interrupt while waiting for children cuts the grace short (SIGKILL at
+        once) and is re-raised at the end.
+        """
+        errors: list[Exception] = []
+        pending, self._pending = list(self._pending), deque()
+        live = list(self._live)
+        if not pending and not live:
+            return errors
+        # Closing our read ends first unblocks children stuck writing to a full
+        # pipe, so that SIGTERM finds them able to exit.
+        streams: list[tuple[Job, Sink]] = []
+        for job in live:
+            streams.extend((job, reader.sink) for reader in job._readers)
+            self._close_fds(job)
+            job._signal_group(signal.SIGKILL if job.kill_grace <= 0 else signal.SIGTERM)
+        interrupt: BaseException | None = None
+        try:
+            self._reap_within(live, max((j.kill_grace for j in live), default=0.0))
+        except BaseException as exc:
+            interrupt = exc
+        for job in live:
+            # The leader may be gone but not its group: SIGKILL reaches any
+            # grandchild that ignored SIGTERM.
+            job._signal_group(signal.SIGKILL)
+            assert job._popen is not None
+            job._popen.wait()
+            self._reap(job)
+            self._unwatch(job)
+            job.state = JobState.DONE
+            self._live.discard(job)
+        for job in pending:
+            job.cancelled = True
+            job.error = JobCancelled(f"job {job.args!r} was cancelled before it started")
+            job.state = JobState.DONE
+        closed: set[tuple[int, int]] = set()
+        for job, sink in streams:
+            close = getattr(sink, "close", None)
+            if close is not None and (id(job), id(sink)) not in closed:
+                closed.add((id(job), id(sink)))
+                errors.extend(_call_quietly(close))
+        for job in (*live, *pending):
+            self._completed.append(job)
+            if job.on_exit is not None:
+                errors.extend(_call_quietly(job.on_exit, job))
+        if interrupt is not None:
+            raise interrupt
+        return errors
+
+    def _reap_within(self, jobs: list[Job], grace: float) -> None:
+        """Wait up to ``grace`` seconds for these children to exit, reaping them."""
+        end = time.monotonic() + grace
+        while True:
+            for job in jobs:
+                self._reap(job)
+            if all(job.state is not JobState.RUNNING for job in jobs):
+                return
+            now = time.monotonic()
+            if now >= end:
+                return
+            wait = end - now
+            if self._polled:
+                wait = min(wait, _childwatch.POLL_MAX)
+            # Only exit watches are registered now: any event is an exit.
+            self._selector.select(wait)
+            self._watcher.collect()
+
+    def _close_fds(self, job: Job) -> None:
+        """Close every pipe end of the job's, without calling user code."""
+        for reader in job._readers:
+            self._selector.unregister(reader.fd.fd)
+            reader.fd.close()
+        job._readers.clear()
+        if job._writer is not None:
+            self._end_input(job._writer)
+
+    # -- embedding -------------------------------------------------------------------
+
+    def fileno(self) -> int:
+        """An fd that is readable when ``step()`` has I/O or exits to handle.
+
+        To embed the reactor in another loop (asyncio's ``add_reader``), call
+        ``step(0)`` when this fd is readable *and* when ``next_timeout()``
+        seconds have passed: deadlines (timeouts, grace periods, the poll tick)
+        do not make the fd readable.
+
+        Raises:
+            ValueError: if the selector has no fd of its own (PollSelector).
+        """
+        self._check_open()
+        fileno = getattr(self._selector, "fileno", None)
+        if fileno is None:
+            raise ValueError(
+                f"fileno() needs a selector with an fd; this reactor uses "
+                f"{type(self._selector).__name__}"
+            )
+        result = fileno()
+        assert isinstance(result, int)
+        return result
+
+    def next_timeout(self) -> float | None:
+        """Seconds until the next deadline ``step()`` must handle, or None."""
+        when = self._next_deadline()
+        return None if when is None else max(0.0, when - time.monotonic())
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError("the reactor is closed")
+
+    def __enter__(self) -> Reactor:
+        self._check_open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            try:
+                self.run()
+            finally:
+                self.close()
+        else:
+            # The caller's exception wins over anything cleanup raises.
+            self._kill_all()
+            self._closed = True
+            self._selector.close()
+            self._watcher.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_closed", True):
+            return
+        warnings.warn(
+            f"unclosed {self!r}: use 'with Reactor()' or call close()",
+            ResourceWarning,
+            source=self,
+        )
+        try:
+            self._in_turn = False
+            self.close()
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return (
+            f"<Reactor {state} running={len(self._live)} pending={len(self._pending)} "
+            f"watcher={self._watcher.name}>"
+        )
+
+
+def _call_quietly(fn: Callable[..., object], *args: object) -> list[Exception]:
+    try:
+        fn(*args)
+    except Exception as exc:
+        return [exc]
+    return []
