@@ -1,0 +1,130 @@
+"""Guards applied to every test: a deadline, no leaked fd, no unreaped child.
+
+- ``deadline``: SIGALRM raises in the test after ``DEADLINE`` seconds (or the
+  ``deadline(n)`` marker's n), so a deadlock fails instead of hanging; the
+  reactor's own cleanup then runs.  faulthandler is the backstop if even
+  that hangs.
+- ``no_fd_leak``: /proc/self/fd before and after, after a gc.
+- ``no_zombies``: any child a test left unreaped is reaped here and fails it.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import gc
+import os
+import selectors
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import pipereactor as pr
+
+DEADLINE = 30
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "deadline(seconds): per-test time limit")
+
+
+class DeadlineExceeded(Exception):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def deadline(request: pytest.FixtureRequest) -> Iterator[None]:
+    marker = request.node.get_closest_marker("deadline")
+    seconds = int(marker.args[0]) if marker else DEADLINE
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        raise DeadlineExceeded(f"test ran past its {seconds} s deadline")
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(seconds)
+    faulthandler.dump_traceback_later(seconds + 15, exit=True)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        faulthandler.cancel_dump_traceback_later()
+        signal.signal(signal.SIGALRM, old)
+
+
+def _open_fds() -> set[int]:
+    return set(map(int, os.listdir("/proc/self/fd")))
+
+
+@pytest.fixture(autouse=True)
+def no_fd_leak() -> Iterator[None]:
+    gc.collect()
+    before = _open_fds()
+    yield
+    gc.collect()
+    # listdir's own fd is in both snapshots or in neither.
+    leaked = _open_fds() - before
+    leaked = {fd for fd in leaked if os.path.exists(f"/proc/self/fd/{fd}")}
+    if leaked:
+        targets = {fd: os.readlink(f"/proc/self/fd/{fd}") for fd in leaked}
+        pytest.fail(f"leaked fds: {targets}")
+
+
+def _children() -> set[int]:
+    pids: set[int] = set()
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/children") as f:
+                pids.update(map(int, f.read().split()))
+        except FileNotFoundError:
+            pass
+    return pids
+
+
+@pytest.fixture(autouse=True)
+def no_zombies() -> Iterator[None]:
+    """Every child a test started must be reaped by the end of the test."""
+    yield
+    left = _children()
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+    if left:
+        pytest.fail(f"children left running or unreaped by the test: {sorted(left)}")
+
+
+WATCHERS = [
+    pytest.param(("pidfd", selectors.EpollSelector), id="pidfd-epoll"),
+    pytest.param(("poll", selectors.PollSelector), id="poll-poll"),
+]
+
+
+@pytest.fixture(params=WATCHERS)
+def make_reactor(request: pytest.FixtureRequest) -> Callable[..., pr.Reactor]:
+    """A Reactor factory, run once per exit detector (and selector)."""
+    watcher, selector = request.param
+
+    def make(max_parallel: int | None = None) -> pr.Reactor:
+        return pr.Reactor(max_parallel, watcher=watcher, selector=selector)
+
+    return make
+
+
+def python(code: str) -> list[str]:
+    """argv for a Python child running ``code``, unbuffered."""
+    return [sys.executable, "-u", "-c", code]
+
+
+CHILDREN = os.path.join(os.path.dirname(__file__), "children")
+
+
+def child(name: str, *args: str) -> list[str]:
+    """argv for a child program from tests/children/."""
+    return [sys.executable, "-u", os.path.join(CHILDREN, name), *args]

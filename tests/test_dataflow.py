@@ -1,0 +1,303 @@
+"""Bytes in and out: complete, in order, exact, however much the children write."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+import pipereactor as pr
+from children.patterns import chunk_sizes, payload
+from conftest import child, python
+
+MiB = 1 << 20
+PIPE_MAX_SIZE = 4 * MiB + 1  # CPython's "will probably deadlock rather than fail" size
+
+MakeReactor = Callable[..., pr.Reactor]
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_no_deadlock_when_both_streams_flood(make_reactor: MakeReactor) -> None:
+    """The classic: 10 MiB on stdout and stderr at once, with blocking writes."""
+    n = 10 * MiB
+    out, err = pr.BytesSink(), pr.BytesSink()
+    with make_reactor() as reactor:
+        job = reactor.spawn(child("flood.py", str(n), str(n), "11"), stdout=out, stderr=err)
+        assert job.wait(timeout=20) == 0
+    assert len(out.getvalue()) == n and len(err.getvalue()) == n
+    assert digest(out.getvalue()) == digest(payload(11, n))
+    assert digest(err.getvalue()) == digest(payload(12, n))
+
+
+def test_stdin_and_outputs_flow_at_once(make_reactor: MakeReactor) -> None:
+    """64 MiB through a cat-like child while it also writes 8 MiB to stderr."""
+    data = payload(5, 64 * MiB)
+    out, err = pr.BytesSink(), pr.BytesSink()
+    with make_reactor() as reactor:
+        job = reactor.spawn(child("echo.py", str(8 * MiB), "6"), stdin=data, stdout=out, stderr=err)
+        assert job.wait(timeout=25) == 0
+    assert len(out) == len(data)
+    assert digest(out.getvalue()) == digest(data)
+    assert digest(err.getvalue()) == digest(payload(6, 8 * MiB))
+
+
+@pytest.mark.parametrize("seed", [3, 17])
+def test_iterable_stdin_random_chunks(seed: int) -> None:
+    data = payload(seed, PIPE_MAX_SIZE)
+    view = memoryview(data)
+    pieces = []
+    for n in chunk_sizes(seed, len(data), 1, 300_000):
+        pieces.append(bytes(view[:n]))
+        view = view[n:]
+    out = pr.BytesSink()
+    with pr.Reactor() as reactor:
+        job = reactor.spawn(child("echo.py", "0", str(seed)), stdin=iter(pieces), stdout=out)
+        assert job.wait(timeout=20) == 0
+    assert digest(out.getvalue()) == digest(data)
+
+
+def test_iterable_stdin_is_pulled_lazily() -> None:
+    """A child that never reads: we pull only what fits in the pipe, not 64 MiB."""
+    pulled = 0
+
+    def gen() -> Iterator[bytes]:
+        nonlocal pulled
+        for _ in range(1024):
+            pulled += 1
+            yield b"x" * 65536
+
+    with pr.Reactor() as reactor:
+        job = reactor.spawn(python("import sys; sys.stdout.write('up\\n'); sys.stdin.readline()"),
+                            stdin=gen(), stdout=pr.PIPE)
+        # The child reads one line (there is no newline): it blocks, we block on a full pipe.
+        reactor.step(0.5)
+        reactor.step(0.2)
+        assert pulled <= 64  # at most a pipe's worth (and a little) was pulled
+        job.kill()
+        job.wait(timeout=10)
+    assert job.returncode == -9
+
+
+def test_binary_file_without_fd_as_stdin() -> None:
+    data = payload(9, 3 * MiB)
+    with pr.Reactor() as reactor:
+        job = reactor.spawn(child("echo.py", "0", "1"), stdin=io.BytesIO(data), stdout=pr.PIPE)
+        job.wait(timeout=20)
+    assert job.stdout.getvalue() == data
+
+
+def test_real_file_as_stdin_goes_to_child(tmp_path: Path) -> None:
+    path = tmp_path / "in"
+    path.write_bytes(b"from a file\n")
+    with open(path, "rb") as f, pr.Reactor() as reactor:
+        job = reactor.spawn(["cat"], stdin=f, stdout=pr.PIPE)
+        job.wait(timeout=10)
+    assert job.stdout.getvalue() == b"from a file\n"
+
+
+def test_str_stdin_is_utf8() -> None:
+    with pr.Reactor() as reactor:
+        job = reactor.spawn(["cat"], stdin="héllo ✓", stdout=pr.PIPE)
+        job.wait(timeout=10)
+    assert job.stdout.getvalue() == "héllo ✓".encode()
+
+
+def test_stdin_epipe_is_not_an_error() -> None:
+    """The child reads 10 bytes and exits; 4 MiB+1 of input is dropped quietly."""
+    with pr.Reactor() as reactor:
+        job = reactor.spawn(python("import sys; print(sys.stdin.buffer.read(10))"),
+                            stdin=b"z" * PIPE_MAX_SIZE, stdout=pr.PIPE)
+        assert job.wait(timeout=10) == 0
+    assert job.stdout.getvalue() == b"b'zzzzzzzzzz'\n"
+
+
+def test_pipe_stdin_writer_conversation() -> None:
+    """stdin=PIPE: answer each echoed line from the sink, while the reactor runs."""
+    got: list[str] = []
+    job: pr.Job
+
+    def on_line(line: str) -> None:
+        got.append(line)
+        assert job.stdin is not None
+        if len(got) < 100:
+            job.stdin.write(f"{len(got)}\n".encode())
+        else:
+            job.stdin.close()
+
+    code = "import sys\nfor line in sys.stdin: print('echo', line.strip(), flush=True)"
+    with pr.Reactor() as reactor:
+        job = reactor.spawn(python(code), stdin=pr.PIPE, stdout=pr.LineSink(on_line))
+        assert job.stdin is not None
+        job.stdin.write(b"0\n")
+        assert job.wait(timeout=20) == 0
+    assert got == [f"echo {i}" for i in range(100)]
+    assert job.stdin.closed
+    with pytest.raises(ValueError, match="^write to closed stdin$"):
+        job.stdin.write(b"late")
+
+
+def test_pipe_stdin_after_child_exit_is_dropped() -> None:
+    with pr.Reactor() as reactor:
+        job = reactor.spawn(["true"], stdin=pr.PIPE)
+        job.wait(timeout=10)
+        assert job.stdin is not None
+        assert job.stdin.write(b"nobody reads this") == 17
+        assert job.stdin.pending == 0
+
+
+def test_stderr_to_stdout_in_kernel_order() -> None:
+    code = ("import os\nfor i in range(200):\n"
+            "    os.write(1 + i % 2, b'%d\\n' % i)")
+    closes = 0
+
+    class Counting(pr.BytesSink):
+        def close(self) -> None:
+            nonlocal closes
+            closes += 1
+
+    sink = Counting()
+    with pr.Reactor() as reactor:
+        job = reactor.spawn(python(code), stdout=sink, stderr=pr.STDOUT)
+        job.wait(timeout=10)
+    # One pipe, unbuffered writes: the order is the order the child wrote.
+    assert sink.getvalue() == b"".join(b"%d\n" % i for i in range(200))
+    assert closes == 1
+    assert job.stderr is None
+
+
+def test_same_sink_for_both_streams_is_closed_once() -> None:
+    closes = 0
+
+    class Counting(pr.BytesSink):
+        def close(self) -> None:
+            nonlocal closes
+            closes += 1
+
+    sink = Counting()
+    with pr.Reactor() as reactor:
+        reactor.spawn(child("flood.py", "100000", "100000", "2"), stdout=sink, stderr=sink)
+    assert len(sink) == 200000
+    assert closes == 1
+
+
+@pytest.mark.deadline(60)
+def test_200_parallel_children_without_crosstalk(make_reactor: MakeReactor) -> None:
+    n, size = 200, 200_000
+    sinks = [(pr.BytesSink(), pr.BytesSink()) for _ in range(n)]
+    with make_reactor() as reactor:
+        jobs = [
+            reactor.spawn(child("flood.py", str(size), str(size // 2), str(1000 + 2 * i)),
+                          stdout=out, stderr=err)
+            for i, (out, err) in enumerate(sinks)
+        ]
+        reactor.run(timeout=50)
+    for i, (job, (out, err)) in enumerate(zip(jobs, sinks)):
+        assert job.returncode == 0
+        assert digest(out.getvalue()) == digest(payload(1000 + 2 * i, size)), i
+        assert digest(err.getvalue()) == digest(payload(1001 + 2 * i, size // 2)), i
+
+
+def test_mixed_targets(tmp_path: Path) -> None:
+    """Every kind of target the README lists, on one reactor."""
+    sio, bio = io.StringIO(), io.BytesIO()
+    chunks: list[bytes] = []
+    lines: list[str] = []
+    ring = pr.RingBuffer(10)
+    null = pr.NullSink()
+    code = "print('héllo'); print('wörld')"
+    with open(tmp_path / "text.txt", "w", encoding="utf-8") as text_file, pr.Reactor() as reactor:
+        jobs = [
+            reactor.spawn(python(code), stdout=sio),
+            reactor.spawn(python(code), stdout=bio),
+            reactor.spawn(python(code), stdout=chunks.append),
+            reactor.spawn(python(code), stdout=pr.LineSink(lines.append)),
+            reactor.spawn(python(code), stdout=ring),
+            reactor.spawn(python(code), stdout=null),
+            reactor.spawn(python(code), stdout=text_file),
+            reactor.spawn(python(code), stdout=pr.FileSink(tmp_path / "bin")),
+            reactor.spawn(python(code), stdout=pr.Tee(pr.TextSink(), pr.BytesSink())),
+            reactor.spawn(python(code), stdout=pr.DEVNULL),
+        ]
+        reactor.run(timeout=20)
+        assert not text_file.closed
+    expected = "héllo\nwörld\n"
+    assert jobs[0].stdout is sio and sio.getvalue() == expected and not sio.closed
+    assert jobs[1].stdout is bio and bio.getvalue() == expected.encode() and not bio.closed
+    assert b"".join(chunks) == expected.encode()
+    assert lines == ["héllo", "wörld"]
+    assert ring.getvalue() == expected.encode()[-10:]
+    assert null.total == len(expected.encode())
+    assert (tmp_path / "text.txt").read_text("utf-8") == expected
+    assert (tmp_path / "bin").read_bytes() == expected.encode()
+    tee = jobs[8].stdout
+    assert tee.sinks[0].getvalue() == expected and tee.sinks[1].getvalue() == expected.encode()
+    assert jobs[9].stdout is None
+    assert all(job.returncode == 0 for job in jobs)
+
+
+def test_utf8_character_split_across_reads() -> None:
+    """The child writes half a character, waits for us to have read it, writes the rest."""
+    seen: list[bytes] = []
+    job: pr.Job
+
+    def on_chunk(data: bytes) -> None:
+        seen.append(data)
+        assert job.stdin is not None
+        if len(seen) == 1:
+            job.stdin.write(b"go\n")
+            job.stdin.close()
+
+    code = ("import os, sys\nos.write(1, b'caf\\xc3')\nsys.stdin.readline()\n"
+            "os.write(1, b'\\xa9 \\xe2\\x9c\\x93')")
+    text = pr.TextSink()
+    with pr.Reactor() as reactor:
+        job = reactor.spawn(python(code), stdin=pr.PIPE,
+                            stdout=pr.Tee(text, pr.CallbackSink(on_chunk)))
+        job.wait(timeout=10)
+    assert seen[0] == b"caf\xc3"  # the split really happened
+    assert text.getvalue() == "café ✓"
+
+
+@pytest.mark.parametrize("seed", [21, 22])
+def test_every_sink_through_a_real_child(tmp_path: Path, seed: int) -> None:
+    n = 3 * MiB + seed
+    expected = payload(seed, n)
+    fsink = pr.FileSink(tmp_path / "out")
+    ring = pr.RingBuffer(70_000)
+    chunks: list[bytes] = []
+    null = pr.NullSink()
+    bsink = pr.BytesSink()
+    with pr.Reactor() as reactor:
+        job = reactor.spawn(child("flood.py", str(n), "0", str(seed)),
+                            stdout=pr.Tee(fsink, ring, chunks.append, null, bsink))
+        job.wait(timeout=20)
+    assert digest((tmp_path / "out").read_bytes()) == digest(expected)
+    assert ring.getvalue() == expected[-70_000:]
+    assert digest(b"".join(chunks)) == digest(expected)
+    assert null.total == n and bsink.getvalue() == expected
+
+
+def test_stdout_inherited_and_fd_targets(tmp_path: Path) -> None:
+    with open(tmp_path / "o", "wb") as f, pr.Reactor() as reactor:
+        job = reactor.spawn(["echo", "to fd"], stdout=f.fileno())
+        assert job.wait(timeout=10) == 0
+        assert job.stdout is None
+    assert (tmp_path / "o").read_bytes() == b"to fd\n"
+
+
+def test_large_output_ring_buffer_stays_bounded() -> None:
+    ring = pr.RingBuffer(65536)
+    n = 64 * MiB
+    with pr.Reactor() as reactor:
+        job = reactor.spawn(child("flood.py", str(n), "0", "8"), stdout=ring)
+        job.wait(timeout=20)
+    assert ring.total == n and ring.dropped == n - 65536
+    assert ring.getvalue() == payload(8, n)[-65536:]
+    assert len(ring._buf) == 65536
+
