@@ -687,7 +687,7 @@ class Reactor:
             job._signal_group(signal.SIGKILL if job.kill_grace <= 0 else signal.SIGTERM)
         interrupt: BaseException | None = None
         try:
-            self._reap_within(live, max((j.kill_grace for j in live), default=0.0))
+            self._reap_within(live)
         except BaseException as exc:
             interrupt = exc
         for job in live:
@@ -718,22 +718,26 @@ class Reactor:
             raise interrupt
         return errors
 
-    def _reap_within(self, jobs: list[Job], grace: float) -> None:
-        """Wait up to ``grace`` seconds for these children to exit, reaping them."""
-        end = time.monotonic() + grace
+    def _reap_within(self, jobs: list[Job]) -> None:
+        """Reap these children, each SIGKILLed once its own kill_grace is over."""
+        now = time.monotonic()
+        kill_at = {job: now + job.kill_grace for job in jobs}
         while True:
             for job in jobs:
                 self._reap(job)
-            if all(job.state is not JobState.RUNNING for job in jobs):
-                return
             now = time.monotonic()
-            if now >= end:
+            running = [job for job in jobs if job.state is JobState.RUNNING]
+            if not running:
                 return
-            wait = end - now
+            for job in running:
+                if kill_at[job] <= now:
+                    job._signal_group(signal.SIGKILL)
+                    kill_at[job] = math.inf
+            wait = max(0.0, min(kill_at[job] for job in running) - now)
             if self._polled:
                 wait = min(wait, _childwatch.POLL_MAX)
             # Only exit watches are registered now: any event is an exit.
-            self._selector.select(wait)
+            self._selector.select(None if wait == math.inf else wait)
             self._watcher.collect()
 
     def _close_fds(self, job: Job) -> None:
@@ -805,16 +809,15 @@ class Reactor:
     def __del__(self) -> None:
         if getattr(self, "_closed", True):
             return
-        warnings.warn(
-            f"unclosed {self!r}: use 'with Reactor()' or call close()",
-            ResourceWarning,
-            source=self,
-        )
+        message = f"unclosed {self!r}: use 'with Reactor()' or call close()"
+        # Clean up before warning: with warnings turned into errors, the warning
+        # would otherwise end __del__ and leak the children.
         try:
             self._in_turn = False
             self.close()
         except Exception:
             pass
+        warnings.warn(message, ResourceWarning, source=self)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
