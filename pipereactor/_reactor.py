@@ -36,9 +36,9 @@ from types import TracebackType
 from typing import Any, Final
 
 from . import _childwatch
-from ._fdio import Fd, StdinWriter, make_feed, read_chunk, write_some
+from ._fdio import Fd, StdinSource, StdinWriter, make_feed, read_chunk, write_some
 from ._job import Args, Job, JobCancelled, JobState, _ExitWatch, _Reader, _Writer
-from ._sinks import BytesSink, Sink, as_sink
+from ._sinks import BytesSink, OutputTarget, Sink, as_sink
 
 __all__ = ["Reactor"]
 
@@ -187,9 +187,9 @@ class Reactor:
         self,
         args: Args,
         *,
-        stdin: object = None,
-        stdout: object = None,
-        stderr: object = None,
+        stdin: StdinSource = None,
+        stdout: OutputTarget = None,
+        stderr: OutputTarget = None,
         timeout: float | None = None,
         kill_grace: float = KILL_GRACE,
         eof_grace: float | None = EOF_GRACE,
@@ -385,6 +385,8 @@ class Reactor:
     def _drive_until(
         self, done: Callable[[], bool], timeout: float | None, cmd: Any
     ) -> None:
+        if done():
+            return  # also after close(): a finished job needs no loop
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._guard():
             while not done():

@@ -345,7 +345,9 @@ class _KeepOpen:
             flush()
 
 
-SinkLike = Union[Sink, _TextWriter, Callable[[bytes], object]]
+#: What ``spawn(stdout=..., stderr=...)`` accepts (an int is PIPE, DEVNULL,
+#: STDOUT or a file descriptor).
+OutputTarget = Union[int, Sink, _TextWriter, Callable[[bytes], object], None]
 
 
 def as_sink(obj: object, argname: str) -> Sink:
