@@ -469,7 +469,7 @@ class Reactor:
         job._readers.remove(reader)
         if job.state is JobState.RUNNING and not job._readers:
             # Every output pipe closed: the child has usually just exited.
-            self._check_exit(job)
+            self._reap(job)
         # A sink shared by stdout and stderr is closed when the second ends.
         if all(other.sink is not reader.sink for other in job._readers):
             close = getattr(reader.sink, "close", None)

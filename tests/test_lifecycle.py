@@ -342,3 +342,14 @@ def test_step_returns_whether_work_remains() -> None:
         while reactor.step(5):
             pass
         assert reactor.step() is False
+
+
+def test_on_exit_runs_after_sinks_are_closed(make_reactor: MakeReactor) -> None:
+    """The last line without a newline reaches a LineSink before on_exit."""
+    lines: list[str] = []
+    seen: list[list[str]] = []
+    with make_reactor() as reactor:
+        for _ in range(20):
+            reactor.spawn(["printf", "a\\nb"], stdout=pr.LineSink(lines.append),
+                          on_exit=lambda job: seen.append(list(lines)))
+    assert all(snapshot[-1] == "b" for snapshot in seen)
