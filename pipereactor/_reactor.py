@@ -577,8 +577,14 @@ class Reactor:
     # -- deadlines ---------------------------------------------------------------
 
     def _schedule(self, when: float, kind: int, job: Job) -> None:
+        heap = self._deadlines
+        if len(heap) > 64 and len(heap) > 4 * len(self._live):
+            # Finished jobs leave their timeouts behind; an hour-long timeout on
+            # thousands of short jobs must not pile up until it is due.
+            heap[:] = [entry for entry in heap if self._is_due(entry[2], entry[3])]
+            heapq.heapify(heap)
         self._seq += 1
-        heapq.heappush(self._deadlines, (when, self._seq, kind, job))
+        heapq.heappush(heap, (when, self._seq, kind, job))
 
     @staticmethod
     def _is_due(kind: int, job: Job) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import faulthandler
 import gc
 import os
+import select
 import selectors
 import signal
 import sys
@@ -103,6 +104,11 @@ def no_zombies() -> Iterator[None]:
 WATCHERS = [
     pytest.param(("pidfd", selectors.EpollSelector), id="pidfd-epoll"),
     pytest.param(("poll", selectors.PollSelector), id="poll-poll"),
+    pytest.param(
+        ("kqueue", None),
+        id="kqueue",
+        marks=pytest.mark.skipif(not hasattr(select, "kqueue"), reason="no kqueue on this OS"),
+    ),
 ]
 
 

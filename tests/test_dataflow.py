@@ -301,3 +301,28 @@ def test_large_output_ring_buffer_stays_bounded() -> None:
     assert ring.getvalue() == payload(8, n)[-65536:]
     assert len(ring._buf) == 65536
 
+
+
+def test_signal_storm_to_the_parent_loses_nothing() -> None:
+    """EINTR everywhere: the child signals us thousands of times while writing."""
+    import signal
+
+    received = 0
+
+    def on_usr1(signum: int, frame: object) -> None:
+        nonlocal received
+        received += 1
+
+    code = ("import os, signal\nppid = os.getppid()\n"
+            "for i in range(3000):\n"
+            "    os.kill(ppid, signal.SIGUSR1)\n"
+            "    os.write(1, b'%06d\\n' % i)\n")
+    old = signal.signal(signal.SIGUSR1, on_usr1)
+    try:
+        with pr.Reactor() as reactor:
+            job = reactor.spawn(python(code), stdout=pr.PIPE)
+            assert job.wait(timeout=20) == 0
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+    assert job.stdout.getvalue() == b"".join(b"%06d\n" % i for i in range(3000))
+    assert received > 0

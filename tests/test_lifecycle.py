@@ -353,3 +353,30 @@ def test_on_exit_runs_after_sinks_are_closed(make_reactor: MakeReactor) -> None:
             reactor.spawn(["printf", "a\\nb"], stdout=pr.LineSink(lines.append),
                           on_exit=lambda job: seen.append(list(lines)))
     assert all(snapshot[-1] == "b" for snapshot in seen)
+
+
+def test_no_busy_loop_while_children_are_quiet(make_reactor: MakeReactor) -> None:
+    """Half a second of silence costs a handful of wake-ups, not thousands."""
+    with make_reactor() as reactor:
+        selector = reactor._selector
+        calls = 0
+        real_select = selector.select
+
+        def counting_select(timeout: float | None = None) -> list[tuple[object, int]]:
+            nonlocal calls
+            calls += 1
+            return real_select(timeout)
+
+        selector.select = counting_select  # type: ignore[method-assign]
+        reactor.spawn(["sleep", "0.5"], stdin=pr.PIPE, stdout=pr.PIPE, stderr=pr.PIPE)
+        reactor.run(timeout=10)
+    # pidfd: the exit and two EOFs; poll: a tick backing off to 50 ms (about 15 ticks).
+    assert calls <= (8 if "pidfd" in repr(reactor) else 30), calls
+
+
+def test_finished_jobs_do_not_pile_up_deadlines() -> None:
+    with pr.Reactor(max_parallel=8) as reactor:
+        for _ in range(300):
+            reactor.spawn(["true"], timeout=3600)
+        reactor.run(timeout=30)
+        assert len(reactor._deadlines) <= 64 + 4 * 8
