@@ -134,3 +134,14 @@ CHILDREN = os.path.join(os.path.dirname(__file__), "children")
 def child(name: str, *args: str) -> list[str]:
     """argv for a child program from tests/children/."""
     return [sys.executable, "-u", os.path.join(CHILDREN, name), *args]
+
+
+class CountingSink(pr.BytesSink):
+    """A BytesSink that counts its close() calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closes = 0
+
+    def close(self) -> None:
+        self.closes += 1

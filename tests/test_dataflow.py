@@ -11,7 +11,7 @@ import pytest
 
 import pipereactor as pr
 from children.patterns import chunk_sizes, payload
-from conftest import child, python
+from conftest import CountingSink, child, python
 
 MiB = 1 << 20
 PIPE_MAX_SIZE = 4 * MiB + 1  # CPython's "will probably deadlock rather than fail" size
@@ -154,36 +154,22 @@ def test_pipe_stdin_after_child_exit_is_dropped() -> None:
 def test_stderr_to_stdout_in_kernel_order() -> None:
     code = ("import os\nfor i in range(200):\n"
             "    os.write(1 + i % 2, b'%d\\n' % i)")
-    closes = 0
-
-    class Counting(pr.BytesSink):
-        def close(self) -> None:
-            nonlocal closes
-            closes += 1
-
-    sink = Counting()
+    sink = CountingSink()
     with pr.Reactor() as reactor:
         job = reactor.spawn(python(code), stdout=sink, stderr=pr.STDOUT)
         job.wait(timeout=10)
     # One pipe, unbuffered writes: the order is the order the child wrote.
     assert sink.getvalue() == b"".join(b"%d\n" % i for i in range(200))
-    assert closes == 1
+    assert sink.closes == 1
     assert job.stderr is None
 
 
 def test_same_sink_for_both_streams_is_closed_once() -> None:
-    closes = 0
-
-    class Counting(pr.BytesSink):
-        def close(self) -> None:
-            nonlocal closes
-            closes += 1
-
-    sink = Counting()
+    sink = CountingSink()
     with pr.Reactor() as reactor:
         reactor.spawn(child("flood.py", "100000", "100000", "2"), stdout=sink, stderr=sink)
     assert len(sink) == 200000
-    assert closes == 1
+    assert sink.closes == 1
 
 
 @pytest.mark.deadline(60)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import pytest
 
 import pipereactor as pr
-from conftest import child, python
+from conftest import CountingSink, child, python
 
 MakeReactor = Callable[..., pr.Reactor]
 
@@ -37,15 +37,6 @@ def alive(pid: int) -> bool:
             return f.read().split(") ")[1][0] != "Z"
     except FileNotFoundError:
         return False
-
-
-class CountingSink(pr.BytesSink):
-    def __init__(self) -> None:
-        super().__init__()
-        self.closes = 0
-
-    def close(self) -> None:
-        self.closes += 1
 
 
 # -- exit detection ---------------------------------------------------------------
