@@ -84,6 +84,8 @@ class Feed:
 
     ``pull()`` returns the next bytes to write, ``WAIT`` (empty) when there is
     nothing now but more may come, or ``None`` when the input has ended.
+    Only a StdinWriter can be woken later; for other feeds an empty pull just
+    means "ask again next turn".
     """
 
     def pull(self) -> bytes | None:
@@ -115,8 +117,7 @@ class _IterFeed(Feed):
                 raise TypeError(
                     f"stdin iterable must yield bytes, not {type(item).__name__}"
                 )
-            if item:
-                return bytes(item)
+            return bytes(item)
         return None
 
 

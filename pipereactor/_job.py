@@ -135,6 +135,14 @@ class Job:
         self._popen_stdio: tuple[Any, Any, Any] = (stdin[0], stdout[0], stderr[0])
         self._feed = feed
         self._sinks = (stdout[1], stderr[1])
+        # Sinks whose close() is still owed: one entry per distinct sink, so a
+        # sink shared by stdout and stderr is closed once.
+        self._open_sinks: list[Sink] = []
+        for sink in self._sinks:
+            if sink is not None and all(sink is not s for s in self._open_sinks):
+                self._open_sinks.append(sink)
+        # Set once the reactor began stopping the job (timeout, cancel).
+        self._stopping = False
         self._popen: subprocess.Popen[bytes] | None = None
         # Open pipe ends, and how we learn of the exit; emptied as they close.
         self._readers: list[_Reader] = []

@@ -60,6 +60,13 @@ _SHARED = object()
 #: but no more than this many chunks: a grandchild may keep writing forever.
 _FINAL_DRAIN_CHUNKS: Final = 16
 
+#: Writes to one stdin pipe per readiness event, at most (see _on_writable).
+_WRITES_PER_EVENT: Final = 64
+
+#: The longest single wait in select(): epoll refuses more than ~24.8 days,
+#: and a longer deadline is simply waited for in several turns.
+_MAX_WAIT: Final = 86400.0
+
 _POPEN_PARAMS: Final = frozenset(inspect.signature(subprocess.Popen).parameters)
 # Sinks decide how bytes become text, and the reactor owns these.
 _REJECTED_KWARGS: Final = {
@@ -179,6 +186,8 @@ class Reactor:
         self._seq = 0
         self._completed: deque[Job] = deque()
         self._in_turn = False
+        self._stopping_all = False  # inside _kill_all: spawn() is refused
+        self._pid = os.getpid()
         self._closed = False
 
     # -- spawning --------------------------------------------------------------
@@ -230,6 +239,8 @@ class Reactor:
                 from the queue, records such an error in ``job.error`` instead.
         """
         self._check_open()
+        if self._stopping_all:
+            raise RuntimeError("spawn() called while the reactor is stopping every job")
         _check_args(args)
         for name in popen_kwargs:
             if name in _REJECTED_KWARGS:
@@ -254,8 +265,14 @@ class Reactor:
         )
         if self._pending or not self._has_slot():
             self._pending.append(job)
-        else:
+            return job
+        try:
             self._start(job)
+        except BaseException:
+            # The streams end before they began: their sinks are owed a close.
+            for sink in job._open_sinks:
+                _call_quietly(_close_sink, sink)
+            raise
         return job
 
     def _has_slot(self) -> bool:
@@ -288,30 +305,35 @@ class Reactor:
         try:
             self._register(job, popen)
         except BaseException:
-            job._signal_group(signal.SIGKILL)
-            popen.wait()
-            self._close_fds(job)
-            self._unwatch(job)
-            self._live.discard(job)
+            # Registration failed (ENOSPC from epoll, an interrupt): undo it all.
+            try:
+                job._signal_group(signal.SIGKILL)
+                popen.wait()
+            finally:
+                self._close_fds(job)
+                self._unwatch(job)
+                self._live.discard(job)
             raise
         if job.timeout is not None:
             self._schedule(job.started_at + job.timeout, _TIMEOUT, job)
 
     def _register(self, job: Job, popen: subprocess.Popen[bytes]) -> None:
         # We own the pipe ends from here on; Popen must not read or close them.
+        # They are all on the job before any registration that may fail, so
+        # that _close_fds finds every one.
         for name, file, sink in (("stdout", popen.stdout, job._sinks[0]),
                                  ("stderr", popen.stderr, job._sinks[1])):
             if file is not None:
                 assert sink is not None
-                reader = _Reader(job, Fd(file), sink, name)
-                job._readers.append(reader)
-                self._selector.register(reader.fd.fd, selectors.EVENT_READ, reader)
-        popen.stdout = popen.stderr = None
+                job._readers.append(_Reader(job, Fd(file), sink, name))
         if popen.stdin is not None:
             assert job._feed is not None
-            writer = _Writer(job, Fd(popen.stdin), job._feed)
-            popen.stdin = None
-            job._writer = writer
+            job._writer = _Writer(job, Fd(popen.stdin), job._feed)
+        popen.stdin = popen.stdout = popen.stderr = None
+        for reader in job._readers:
+            self._selector.register(reader.fd.fd, selectors.EVENT_READ, reader)
+        writer = job._writer
+        if writer is not None:
             if isinstance(writer.feed, StdinWriter):
                 writer.feed._wake = lambda: self._want_write(writer)
             self._want_write(writer)
@@ -323,9 +345,8 @@ class Reactor:
         elif handle == _childwatch.SHARED:
             self._by_pid[popen.pid] = job
         else:
-            watch = _ExitWatch(job, handle)
-            job._exit_watch = watch
-            self._selector.register(handle, selectors.EVENT_READ, watch)
+            job._exit_watch = _ExitWatch(job, handle)
+            self._selector.register(handle, selectors.EVENT_READ, job._exit_watch)
 
     # -- driving the loop ------------------------------------------------------
 
@@ -371,16 +392,19 @@ class Reactor:
                 done.  Nothing is killed.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        turned = False
         while True:
             while self._completed:
                 yield self._completed.popleft()
             if not (self._live or self._pending):
                 return
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            # At least one turn, even with timeout=0: a poll must see news.
+            if turned and remaining == 0.0:
                 raise subprocess.TimeoutExpired(self._unfinished_args(), timeout or 0.0)
             with self._guard():
                 self._turn(remaining)
+            turned = True
 
     def _drive_until(
         self, done: Callable[[], bool], timeout: float | None, cmd: Any
@@ -389,11 +413,15 @@ class Reactor:
             return  # also after close(): a finished job needs no loop
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._guard():
-            while not done():
+            # At least one turn, even with timeout=0: a poll must see news.
+            remaining = timeout
+            while True:
+                self._turn(remaining)
+                if done():
+                    break
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     break
-                self._turn(remaining)
         if not done():
             raise subprocess.TimeoutExpired(
                 cmd if cmd is not None else self._unfinished_args(), timeout or 0.0
@@ -433,6 +461,8 @@ class Reactor:
                 wait = min(wait, timeout)
         else:
             wait = timeout
+        if wait is not None and wait > _MAX_WAIT:
+            wait = _MAX_WAIT
         for key, _ in self._selector.select(wait):
             data = key.data
             if type(data) is _Reader:
@@ -471,10 +501,10 @@ class Reactor:
             # Every output pipe closed: the child has usually just exited.
             self._reap(job)
         # A sink shared by stdout and stderr is closed when the second ends.
-        if all(other.sink is not reader.sink for other in job._readers):
-            close = getattr(reader.sink, "close", None)
-            if close is not None:
-                close()
+        sink = reader.sink
+        if all(other.sink is not sink for other in job._readers):
+            job._open_sinks.remove(sink)
+            _close_sink(sink)
         self._maybe_finish(job)
 
     # -- input -----------------------------------------------------------------
@@ -489,17 +519,20 @@ class Reactor:
         fd = writer.fd.fd
         if fd < 0:
             return
-        while True:
+        # A child that reads as fast as we write never fills the pipe: bound
+        # the work per event so that other pipes and deadlines get their turn.
+        for _ in range(_WRITES_PER_EVENT):
             if not writer.view:
                 data = writer.feed.pull()
                 if data is None:
                     self._end_input(writer)
                     return
                 if not data:
-                    # A StdinWriter with nothing queued: stop watching until it
-                    # has more, or a writable pipe would wake us forever.
-                    self._selector.unregister(fd)
-                    writer.registered = False
+                    if isinstance(writer.feed, StdinWriter):
+                        # Nothing queued: stop watching until write() or
+                        # close() wakes us, or a writable pipe would spin.
+                        self._selector.unregister(fd)
+                        writer.registered = False
                     return
                 writer.view = memoryview(data)
             n = write_some(fd, writer.view)
@@ -546,7 +579,7 @@ class Reactor:
         watch = job._exit_watch
         if watch is not None:
             job._exit_watch = None
-            self._selector.unregister(watch.handle)
+            self._unregister_quietly(watch.handle)
             self._watcher.release(watch.handle)
         self._polled.discard(job)
         if job.pid is not None:
@@ -558,9 +591,19 @@ class Reactor:
 
     def _finish(self, job: Job) -> None:
         """-> DONE: the state is final before any user code runs."""
+        if job._stopping:
+            # The child is gone; whatever is left of its group was told to
+            # stop already and would outlive the job unwatched: kill it now.
+            job._signal_group(signal.SIGKILL)
         job.state = JobState.DONE
         self._live.discard(job)
         self._completed.append(job)
+        if isinstance(job._feed, StdinWriter):
+            job._feed._break()
+        # Sinks still open here belong to a job that never started.
+        sinks, job._open_sinks = job._open_sinks, []
+        for sink in sinks:
+            _close_sink(sink)
         if job.on_exit is not None:
             job.on_exit(job)
 
@@ -633,7 +676,11 @@ class Reactor:
         self._poll_at = now + self._poll_interval
 
     def _stop(self, job: Job) -> None:
-        """SIGTERM the job's group now, SIGKILL after kill_grace if not done."""
+        """SIGTERM the job's group now, SIGKILL after kill_grace if not done.
+
+        If the job is done sooner, what is left of its group is SIGKILLed then.
+        """
+        job._stopping = True
         if job.kill_grace <= 0:
             job._signal_group(signal.SIGKILL)
             return
@@ -660,70 +707,100 @@ class Reactor:
         ``on_exit`` is called for each job; if any of them raises, the rest
         still run, and the first error is raised at the end.
         """
-        if self._closed:
+        if self._closed or self._forked():
             return
         if self._in_turn:
             raise RuntimeError("close() called from a sink or callback while the reactor runs")
+        errors: list[BaseException] = []
         try:
             errors = self._kill_all()
         finally:
-            self._closed = True
-            self._selector.close()
-            self._watcher.close()
+            self._release()
         if errors:
             raise errors[0]
 
-    def _kill_all(self) -> list[Exception]:
+    def _release(self) -> None:
+        """Close the reactor's own fds (the selector, the watcher's)."""
+        self._closed = True
+        self._selector.close()
+        self._watcher.close()
+
+    def _forked(self) -> bool:
+        """In a child forked from the reactor's process, drop everything quietly.
+
+        The selector's epoll instance and the children belong to the parent:
+        unregistering an fd here would unregister it there, and signals would
+        kill the parent's jobs.  Only our copies of the fds are closed.
+        """
+        if os.getpid() == self._pid:
+            return False
+        if not self._closed:
+            self._closed = True
+            for job in self._live:
+                for fd in (*(r.fd for r in job._readers), *([job._writer.fd] if job._writer else [])):
+                    fd.close()
+                if job._exit_watch is not None:
+                    os.close(job._exit_watch.handle)
+            self._live.clear()
+            self._pending.clear()
+            self._selector.close()  # our copy of the epoll fd; no epoll_ctl
+            self._watcher.close()
+        return True
+
+    def _kill_all(self) -> list[BaseException]:
         """Cancel queued jobs; stop, reap and finish running ones.
 
         User code (sink close, on_exit) runs only after every child is reaped
-        and every fd closed; what it raises is returned, not raised.  A second
-        interrupt while waiting for children cuts the grace short (SIGKILL at
-        once) and is re-raised at the end.
+        and every fd closed; what it raises is returned, not raised, except
+        an interrupt (KeyboardInterrupt and the like), which is re-raised
+        once everything is cleaned up.  No job can be spawned meanwhile.
         """
-        errors: list[Exception] = []
+        errors: list[BaseException] = []
         pending, self._pending = list(self._pending), deque()
         live = list(self._live)
         if not pending and not live:
             return errors
-        # Closing our read ends first unblocks children stuck writing to a full
-        # pipe, so that SIGTERM finds them able to exit.
-        streams: list[tuple[Job, Sink]] = []
-        for job in live:
-            streams.extend((job, reader.sink) for reader in job._readers)
-            self._close_fds(job)
-            job._signal_group(signal.SIGKILL if job.kill_grace <= 0 else signal.SIGTERM)
-        interrupt: BaseException | None = None
+        self._stopping_all = True
         try:
-            self._reap_within(live)
-        except BaseException as exc:
-            interrupt = exc
-        for job in live:
-            # The leader may be gone but not its group: SIGKILL reaches any
-            # grandchild that ignored SIGTERM.
-            job._signal_group(signal.SIGKILL)
-            assert job._popen is not None
-            job._popen.wait()
-            self._reap(job)
-            self._unwatch(job)
-            job.state = JobState.DONE
-            self._live.discard(job)
-        for job in pending:
-            job.cancelled = True
-            job.error = JobCancelled(f"job {job.args!r} was cancelled before it started")
-            job.state = JobState.DONE
-        closed: set[tuple[int, int]] = set()
-        for job, sink in streams:
-            close = getattr(sink, "close", None)
-            if close is not None and (id(job), id(sink)) not in closed:
-                closed.add((id(job), id(sink)))
-                errors.extend(_call_quietly(close))
-        for job in (*live, *pending):
-            self._completed.append(job)
-            if job.on_exit is not None:
-                errors.extend(_call_quietly(job.on_exit, job))
-        if interrupt is not None:
-            raise interrupt
+            # Closing our read ends first unblocks children stuck writing to a
+            # full pipe, so that SIGTERM finds them able to exit.
+            for job in live:
+                self._close_fds(job)
+                job._signal_group(signal.SIGKILL if job.kill_grace <= 0 else signal.SIGTERM)
+            try:
+                self._reap_within(live)
+            except BaseException as exc:  # a second interrupt: no more grace
+                errors.append(exc)
+            for job in live:
+                # The leader may be gone but not its group: SIGKILL reaches any
+                # grandchild that ignored SIGTERM.
+                job._signal_group(signal.SIGKILL)
+                assert job._popen is not None
+                job._popen.wait()
+                self._reap(job)
+                self._unwatch(job)
+                job.state = JobState.DONE
+                self._live.discard(job)
+            for job in pending:
+                job.cancelled = True
+                job.error = JobCancelled(f"job {job.args!r} was cancelled before it started")
+                job.state = JobState.DONE
+            for job in (*live, *pending):
+                self._completed.append(job)
+                if isinstance(job._feed, StdinWriter):
+                    job._feed._break()
+            for job in (*live, *pending):
+                sinks, job._open_sinks = job._open_sinks, []
+                for sink in sinks:
+                    errors.extend(_call_quietly(_close_sink, sink))
+            for job in (*live, *pending):
+                if job.on_exit is not None:
+                    errors.extend(_call_quietly(job.on_exit, job))
+        finally:
+            self._stopping_all = False
+        interrupts = [e for e in errors if not isinstance(e, Exception)]
+        if interrupts:
+            raise interrupts[0]
         return errors
 
     def _reap_within(self, jobs: list[Job]) -> None:
@@ -745,17 +822,27 @@ class Reactor:
             if self._polled:
                 wait = min(wait, _childwatch.POLL_MAX)
             # Only exit watches are registered now: any event is an exit.
-            self._selector.select(None if wait == math.inf else wait)
+            self._selector.select(min(wait, _MAX_WAIT))
             self._watcher.collect()
 
     def _close_fds(self, job: Job) -> None:
-        """Close every pipe end of the job's, without calling user code."""
+        """Close every pipe end of the job's, without calling user code.
+
+        Safe on a half-registered job (see _register).
+        """
         for reader in job._readers:
-            self._selector.unregister(reader.fd.fd)
+            self._unregister_quietly(reader.fd.fd)
             reader.fd.close()
         job._readers.clear()
         if job._writer is not None:
             self._end_input(job._writer)
+
+    def _unregister_quietly(self, fd: int) -> None:
+        if fd >= 0:
+            try:
+                self._selector.unregister(fd)
+            except KeyError:
+                pass  # never registered: _register failed before it
 
     # -- embedding -------------------------------------------------------------------
 
@@ -802,20 +889,23 @@ class Reactor:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self._forked():
+            return
         if exc_type is None:
             try:
                 self.run()
             finally:
                 self.close()
         else:
-            # The caller's exception wins over anything cleanup raises.
-            self._kill_all()
-            self._closed = True
-            self._selector.close()
-            self._watcher.close()
+            # The caller's exception wins over anything cleanup raises
+            # (except a further interrupt, which _kill_all re-raises).
+            try:
+                self._kill_all()
+            finally:
+                self._release()
 
     def __del__(self) -> None:
-        if getattr(self, "_closed", True):
+        if getattr(self, "_closed", True) or self._forked():
             return
         message = f"unclosed {self!r}: use 'with Reactor()' or call close()"
         # Clean up before warning: with warnings turned into errors, the warning
@@ -835,9 +925,16 @@ class Reactor:
         )
 
 
-def _call_quietly(fn: Callable[..., object], *args: object) -> list[Exception]:
+def _close_sink(sink: Sink) -> None:
+    close = getattr(sink, "close", None)
+    if close is not None:
+        close()
+
+
+def _call_quietly(fn: Callable[..., object], *args: object) -> list[BaseException]:
+    """Call user code during cleanup; return what it raised instead of raising."""
     try:
         fn(*args)
-    except Exception as exc:
+    except BaseException as exc:
         return [exc]
     return []

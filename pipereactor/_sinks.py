@@ -242,7 +242,9 @@ class LineSink:
         # What follows the last "\n" waits for its terminator; a "\r" at its
         # end may be the first half of "\r\n" split across two reads.
         limit = self.max_line
-        while len(rest) > limit:
+        # That "\r" does not count against max_line: a line of exactly
+        # max_line characters must not depend on where the reads split it.
+        while len(rest) - rest.endswith("\r") > limit:
             self.fn(rest[:limit])
             rest = rest[limit:]
         self._pending = rest

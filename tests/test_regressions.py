@@ -1,0 +1,199 @@
+"""One test per bug found in review, named after the bug."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import pipereactor as pr
+from conftest import CountingSink, python
+from test_lifecycle import alive, wait_gone
+
+
+def test_fast_reader_of_endless_stdin_does_not_starve_the_loop() -> None:
+    """cat reads 16-byte items as fast as we write them: the pipe never fills,
+    yet the timeout must fire on time and other jobs must be served."""
+    seen: list[float] = []
+    t0 = time.monotonic()
+    with pr.Reactor() as reactor:
+        reactor.spawn(python("import time; time.sleep(0.2); print('hi')"),
+                      stdout=pr.LineSink(lambda line: seen.append(time.monotonic() - t0)))
+        feeder = reactor.spawn(["cat"], stdin=itertools.repeat(b"x" * 16), stdout=pr.DEVNULL,
+                               timeout=0.5, kill_grace=0.2)
+        reactor.run(timeout=10)
+    assert feeder.timed_out
+    assert feeder.duration is not None and feeder.duration < 1.5
+    assert seen and seen[0] < 1.0
+
+
+def test_endless_empty_items_in_stdin_do_not_hang() -> None:
+    with pr.Reactor() as reactor:
+        job = reactor.spawn(["cat"], stdin=itertools.repeat(b""), stdout=pr.DEVNULL, timeout=0.3,
+                            kill_grace=0.1)
+        job.wait(timeout=10)
+    assert job.timed_out
+
+
+def test_timeout_kills_sigterm_ignoring_grandchild_once_the_job_is_done() -> None:
+    code = ("import subprocess, sys, time\n"
+            "g = subprocess.Popen([sys.executable, '-c', 'import signal, time; "
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN); print(flush=True); time.sleep(30)'],"
+            " stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)\n"
+            "g.stdout.readline()\n"  # the grandchild ignores SIGTERM from here on
+            "print(g.pid, flush=True)\n"
+            "time.sleep(30)\n")
+    pids: list[str] = []
+    with pr.Reactor() as reactor:
+        job = reactor.spawn(python(code), stdout=pr.LineSink(pids.append), timeout=0.5)
+        job.wait(timeout=10)
+    assert job.timed_out
+    grandchild = int(pids[0])
+    wait_gone(grandchild, timeout=3)  # well before the 5 s kill_grace
+    assert not alive(grandchild)
+
+
+def test_spawn_from_callbacks_while_closing_is_refused() -> None:
+    late: list[BaseException] = []
+
+    def on_exit(job: pr.Job) -> None:
+        try:
+            reactor.spawn(["sleep", "30"])
+        except RuntimeError as exc:
+            late.append(exc)
+
+    reactor = pr.Reactor()
+    reactor.spawn(["sleep", "30"], on_exit=on_exit)
+    reactor.step(0)
+    reactor.close()
+    assert len(late) == 1 and "stopping every job" in str(late[0])
+    assert "running=0" in repr(reactor)
+
+
+def test_leaving_with_block_in_forked_child_leaves_parent_jobs_alone() -> None:
+    with pr.Reactor() as reactor:
+        job = reactor.spawn(["sleep", "0.3"])
+        pid = os.fork()
+        if pid == 0:  # the child unwinds the with block, as sys.exit() would
+            try:
+                reactor.__exit__(SystemExit, SystemExit(0), None)
+                reactor.__del__()
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        assert job.wait(timeout=10) == 0  # not killed, still watched
+
+
+@pytest.mark.parametrize("watcher", ["pidfd", "poll"])
+def test_huge_and_infinite_timeouts_do_not_overflow_select(watcher: str) -> None:
+    with pr.Reactor(watcher=watcher) as reactor:
+        a = reactor.spawn(["true"], timeout=30 * 86400)
+        b = reactor.spawn(["true"], timeout=math.inf, kill_grace=math.inf)
+        reactor.run(timeout=30 * 86400)
+        c = reactor.spawn(["sleep", "30"], kill_grace=math.inf)
+        reactor.step(0)
+        c.kill()
+        reactor.run(timeout=math.inf)
+    assert (a.returncode, b.returncode, c.returncode) == (0, 0, -signal.SIGKILL)
+
+
+def test_wait_zero_polls_like_popen() -> None:
+    with pr.Reactor() as reactor:
+        job = reactor.spawn(["true"])
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                assert job.wait(0) == 0
+                break
+            except subprocess.TimeoutExpired:
+                assert time.monotonic() < deadline
+        job2 = reactor.spawn(["true"])
+        os.waitid(os.P_PID, job2.pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped
+        reactor.run(0)
+        assert job2.done
+        job3 = reactor.spawn(["true"])
+        os.waitid(os.P_PID, job3.pid, os.WEXITED | os.WNOWAIT)
+        assert list(reactor.as_completed(0)) == [job, job2, job3]
+
+
+def test_sinks_of_jobs_that_never_start_are_closed(tmp_path: Path) -> None:
+    before = set(os.listdir("/proc/self/fd"))
+    with pr.Reactor(max_parallel=1) as reactor:
+        reactor.spawn(["true"])
+        cancelled = CountingSink()
+        reactor.spawn(["true"], stdout=cancelled).cancel()
+        missing = CountingSink()
+        reactor.spawn(["/nonexistent/program"], stdout=missing, stderr=missing)
+        reactor.run(timeout=10)
+        raised = pr.FileSink(tmp_path / "out")
+        with pytest.raises(FileNotFoundError):
+            reactor.spawn(["/nonexistent/program"], stdout=raised)
+    assert (cancelled.closes, missing.closes) == (1, 1)
+    assert set(os.listdir("/proc/self/fd")) <= before | {str(n) for n in range(3)}
+
+
+def test_stdin_writer_of_cancelled_job_drops_writes() -> None:
+    with pr.Reactor(max_parallel=1) as reactor:
+        reactor.spawn(["true"])
+        job = reactor.spawn(["cat"], stdin=pr.PIPE)
+        job.cancel()
+        assert job.stdin is not None
+        job.stdin.write(b"x" * 1000)
+        assert job.stdin.pending == 0
+
+
+def test_failed_registration_leaves_nothing_behind() -> None:
+    class FailingSelector(selectors.EpollSelector):
+        calls = 0
+
+        def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+            FailingSelector.calls += 1
+            if FailingSelector.calls == 2:
+                raise OSError(28, "No space left on device")
+            return super().register(fileobj, events, data)
+
+    with pr.Reactor(selector=FailingSelector) as reactor:
+        with pytest.raises(OSError, match="No space left"):
+            reactor.spawn(["sleep", "30"], stdout=pr.PIPE, stderr=pr.PIPE)
+        assert "running=0" in repr(reactor)
+        assert reactor.spawn(["echo", "ok"], stdout=pr.PIPE).wait(timeout=10) == 0
+
+
+def test_line_sink_crlf_split_at_max_line_boundary() -> None:
+    got: list[str] = []
+    sink = pr.LineSink(got.append, max_line=3)
+    sink.write(b"abc\r")
+    sink.write(b"\nxy\r\n")
+    sink.close()
+    whole: list[str] = []
+    sink = pr.LineSink(whole.append, max_line=3)
+    sink.write(b"abc\r\nxy\r\n")
+    assert got == whole == ["abc", "xy"]
+
+
+def test_keyboard_interrupt_in_a_sink_close_during_cleanup_still_cleans_up() -> None:
+    class InterruptOnClose(CountingSink):
+        def close(self) -> None:
+            super().close()
+            raise KeyboardInterrupt
+
+    first, second = InterruptOnClose(), CountingSink()
+    reactor = pr.Reactor()
+    reactor.spawn(["sleep", "30"], stdout=first)
+    reactor.spawn(["sleep", "30"], stdout=second)
+    reactor.step(0)
+    with pytest.raises(KeyboardInterrupt):
+        reactor.close()
+    assert (first.closes, second.closes) == (1, 1)
+    assert "closed running=0" in repr(reactor)
+
+
