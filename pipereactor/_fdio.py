@@ -11,13 +11,15 @@ reactor cares about: data, "not now", and "gone".
 
 from __future__ import annotations
 
-import io
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Final, Union
 
-__all__ = ["CHUNK", "Fd", "read_chunk", "write_some", "Feed", "StdinWriter", "make_feed"]
+__all__ = [
+    "CHUNK", "Fd", "read_chunk", "write_some",
+    "Feed", "BytesFeed", "IterFeed", "ReaderFeed", "StdinWriter", "StdinSource",
+]
 
 #: Bytes asked for per read.  A Linux pipe holds 64 KiB by default, so one
 #: read usually empties it.
@@ -92,7 +94,7 @@ class Feed:
         raise NotImplementedError
 
 
-class _BytesFeed(Feed):
+class BytesFeed(Feed):
     def __init__(self, data: bytes) -> None:
         self._data: bytes | None = data
 
@@ -101,7 +103,7 @@ class _BytesFeed(Feed):
         return data or None
 
 
-class _IterFeed(Feed):
+class IterFeed(Feed):
     def __init__(self, items: Iterable[bytes]) -> None:
         self._items: Iterator[bytes] | None = iter(items)
 
@@ -121,7 +123,7 @@ class _IterFeed(Feed):
         return None
 
 
-class _ReaderFeed(Feed):
+class ReaderFeed(Feed):
     def __init__(self, file: IO[bytes]) -> None:
         self._file: IO[bytes] | None = file
 
@@ -207,44 +209,3 @@ class StdinWriter(Feed):
 
 
 StdinSource = Union[None, int, bytes, bytearray, memoryview, str, IO[bytes], Iterable[bytes]]
-
-
-def make_feed(stdin: object, pipe: int, devnull: int) -> tuple[object, Feed | None]:
-    """Map a ``spawn(stdin=...)`` argument to (what Popen gets, our Feed or None).
-
-    A file with a real descriptor (or a descriptor itself) goes to the child
-    directly, as subprocess does; everything else is fed through a pipe.
-
-    Raises:
-        TypeError: naming ``stdin``, for anything that is none of the above.
-    """
-    if stdin is None or stdin == devnull:
-        return stdin, None
-    if stdin == pipe:
-        return pipe, StdinWriter()
-    if isinstance(stdin, bool):
-        raise TypeError("stdin must not be a bool")
-    if isinstance(stdin, int):
-        if stdin < 0:
-            raise ValueError(f"stdin must be PIPE, DEVNULL or a file descriptor >= 0, not {stdin}")
-        return stdin, None
-    if isinstance(stdin, (bytes, bytearray, memoryview)):
-        return pipe, _BytesFeed(bytes(stdin))
-    if isinstance(stdin, str):
-        return pipe, _BytesFeed(stdin.encode("utf-8"))
-    fileno = getattr(stdin, "fileno", None)
-    if callable(fileno):
-        try:
-            fileno()
-        except (OSError, ValueError):
-            pass  # BytesIO and friends: no descriptor, read them below
-        else:
-            return stdin, None
-    if callable(getattr(stdin, "read", None)):
-        return pipe, _ReaderFeed(stdin)  # type: ignore[arg-type]
-    if isinstance(stdin, Iterable) and not isinstance(stdin, io.TextIOBase):
-        return pipe, _IterFeed(stdin)
-    raise TypeError(
-        "stdin must be None, PIPE, DEVNULL, a file descriptor, bytes, str, a binary file "
-        f"or an iterable of bytes, not {type(stdin).__name__}"
-    )

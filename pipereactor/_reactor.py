@@ -20,7 +20,6 @@ children left, consistent and still usable.
 from __future__ import annotations
 
 import heapq
-import inspect
 import math
 import os
 import selectors
@@ -30,21 +29,18 @@ import sys
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, Final
 
 from . import _childwatch
-from ._fdio import Fd, StdinSource, StdinWriter, make_feed, read_chunk, write_some
+from ._fdio import Fd, StdinSource, StdinWriter, read_chunk, write_some
 from ._job import Args, Job, JobCancelled, JobState, _ExitWatch, _Reader, _Writer
-from ._sinks import BytesSink, OutputTarget, Sink, as_sink
+from ._sinks import OutputTarget, Sink
+from ._spawnargs import check_args, check_popen_kwargs, check_seconds, make_feed, output_target
 
 __all__ = ["Reactor"]
-
-PIPE: Final = subprocess.PIPE
-DEVNULL: Final = subprocess.DEVNULL
-STDOUT: Final = subprocess.STDOUT
 
 #: Defaults for ``spawn``: trio's escalation delay; a short wait for pipe EOF.
 KILL_GRACE: Final = 5.0
@@ -66,61 +62,6 @@ _WRITES_PER_EVENT: Final = 64
 #: The longest single wait in select(): epoll refuses more than ~24.8 days,
 #: and a longer deadline is simply waited for in several turns.
 _MAX_WAIT: Final = 86400.0
-
-_POPEN_PARAMS: Final = frozenset(inspect.signature(subprocess.Popen).parameters)
-# Sinks decide how bytes become text, and the reactor owns these.
-_REJECTED_KWARGS: Final = {
-    "text": "use a TextSink (or pass a text stream) to get text",
-    "universal_newlines": "use a TextSink (or pass a text stream) to get text",
-    "encoding": "pass the encoding to TextSink or LineSink",
-    "errors": "pass errors= to TextSink or LineSink",
-    "bufsize": "the reactor reads its pipes unbuffered",
-}
-
-
-def _check_seconds(value: object, name: str, *, allow_none: bool) -> float | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        expected = "a number of seconds or None" if allow_none else "a number of seconds"
-        raise TypeError(f"{name} must be {expected}, not {type(value).__name__}")
-    if math.isnan(value) or value < 0:
-        raise ValueError(f"{name} must be >= 0, not {value!r}")
-    return float(value)
-
-
-def _check_args(args: object) -> None:
-    ok = (str, bytes, os.PathLike)
-    if isinstance(args, ok):
-        return
-    if isinstance(args, Sequence) and all(isinstance(a, ok) for a in args):
-        if not args:
-            raise ValueError("args must not be empty")
-        return
-    raise TypeError(
-        "args must be a str, bytes or path, or a sequence of them, "
-        f"not {type(args).__name__}"
-    )
-
-
-def _output(target: object, name: str, allow_stdout: bool) -> tuple[object, Sink | None, object]:
-    """Map stdout=/stderr= to (what Popen gets, our sink or None, what job.<name> shows)."""
-    if target is None or target == DEVNULL:
-        return target, None, None
-    if allow_stdout and target == STDOUT:
-        return STDOUT, None, None
-    if target == PIPE:
-        sink = BytesSink()
-        return PIPE, sink, sink
-    if isinstance(target, bool):
-        raise TypeError(f"{name} must not be a bool")
-    if isinstance(target, int):
-        if target < 0:
-            consts = "PIPE, DEVNULL or STDOUT" if allow_stdout else "PIPE or DEVNULL"
-            raise ValueError(f"{name} must be {consts} or a file descriptor >= 0, not {target}")
-        return target, None, None
-    return PIPE, as_sink(target, name), target
-
 
 class Reactor:
     """Run many child processes from one thread, feeding and draining them.
@@ -241,12 +182,8 @@ class Reactor:
         self._check_open()
         if self._stopping_all:
             raise RuntimeError("spawn() called while the reactor is stopping every job")
-        _check_args(args)
-        for name in popen_kwargs:
-            if name in _REJECTED_KWARGS:
-                raise TypeError(f"spawn() does not take {name}=: {_REJECTED_KWARGS[name]}")
-            if name not in _POPEN_PARAMS or name in ("args", "stdin", "stdout", "stderr"):
-                raise TypeError(f"spawn() got an unexpected keyword argument {name!r}")
+        check_args(args)
+        check_popen_kwargs(popen_kwargs)
         if "process_group" not in popen_kwargs:
             popen_kwargs.setdefault("start_new_session", True)
         if on_exit is not None and not callable(on_exit):
@@ -255,12 +192,12 @@ class Reactor:
             self,
             args,
             popen_kwargs,
-            make_feed(stdin, PIPE, DEVNULL),
-            _output(stdout, "stdout", allow_stdout=False),
-            _output(stderr, "stderr", allow_stdout=True),
-            _check_seconds(timeout, "timeout", allow_none=True),
-            _check_seconds(kill_grace, "kill_grace", allow_none=False) or 0.0,
-            _check_seconds(eof_grace, "eof_grace", allow_none=True),
+            make_feed(stdin),
+            output_target(stdout, "stdout", allow_stdout=False),
+            output_target(stderr, "stderr", allow_stdout=True),
+            check_seconds(timeout, "timeout", allow_none=True),
+            check_seconds(kill_grace, "kill_grace", allow_none=False) or 0.0,
+            check_seconds(eof_grace, "eof_grace", allow_none=True),
             on_exit,
         )
         if self._pending or not self._has_slot():

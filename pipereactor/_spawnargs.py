@@ -1,0 +1,128 @@
+"""spawn()'s arguments, checked early and turned into what Popen and the reactor need.
+
+Every check names the argument it rejects, so a mistake surfaces at the
+spawn() call that made it, not later inside the loop.
+"""
+
+from __future__ import annotations
+
+import inspect
+import io
+import math
+import os
+import subprocess
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
+
+from ._fdio import BytesFeed, Feed, IterFeed, ReaderFeed, StdinWriter
+from ._sinks import BytesSink, Sink, as_sink
+
+__all__ = ["check_args", "check_popen_kwargs", "check_seconds", "make_feed", "output_target"]
+
+PIPE: Final = subprocess.PIPE
+DEVNULL: Final = subprocess.DEVNULL
+STDOUT: Final = subprocess.STDOUT
+
+_POPEN_PARAMS: Final = frozenset(inspect.signature(subprocess.Popen).parameters)
+# Sinks decide how bytes become text, and the reactor owns these.
+_REJECTED_KWARGS: Final = {
+    "text": "use a TextSink (or pass a text stream) to get text",
+    "universal_newlines": "use a TextSink (or pass a text stream) to get text",
+    "encoding": "pass the encoding to TextSink or LineSink",
+    "errors": "pass errors= to TextSink or LineSink",
+    "bufsize": "the reactor reads its pipes unbuffered",
+}
+
+
+def check_seconds(value: object, name: str, *, allow_none: bool) -> float | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        expected = "a number of seconds or None" if allow_none else "a number of seconds"
+        raise TypeError(f"{name} must be {expected}, not {type(value).__name__}")
+    if math.isnan(value) or value < 0:
+        raise ValueError(f"{name} must be >= 0, not {value!r}")
+    return float(value)
+
+
+def check_args(args: object) -> None:
+    ok = (str, bytes, os.PathLike)
+    if isinstance(args, ok):
+        return
+    if isinstance(args, Sequence) and all(isinstance(a, ok) for a in args):
+        if not args:
+            raise ValueError("args must not be empty")
+        return
+    raise TypeError(
+        "args must be a str, bytes or path, or a sequence of them, "
+        f"not {type(args).__name__}"
+    )
+
+
+def output_target(target: object, name: str, allow_stdout: bool) -> tuple[object, Sink | None, object]:
+    """Map stdout=/stderr= to (what Popen gets, our sink or None, what job.<name> shows)."""
+    if target is None or target == DEVNULL:
+        return target, None, None
+    if allow_stdout and target == STDOUT:
+        return STDOUT, None, None
+    if target == PIPE:
+        sink = BytesSink()
+        return PIPE, sink, sink
+    if isinstance(target, bool):
+        raise TypeError(f"{name} must not be a bool")
+    if isinstance(target, int):
+        if target < 0:
+            consts = "PIPE, DEVNULL or STDOUT" if allow_stdout else "PIPE or DEVNULL"
+            raise ValueError(f"{name} must be {consts} or a file descriptor >= 0, not {target}")
+        return target, None, None
+    return PIPE, as_sink(target, name), target
+
+
+def check_popen_kwargs(popen_kwargs: dict[str, Any]) -> None:
+    """Refuse what Popen would not take, and what the reactor owns."""
+    for name in popen_kwargs:
+        if name in _REJECTED_KWARGS:
+            raise TypeError(f"spawn() does not take {name}=: {_REJECTED_KWARGS[name]}")
+        if name not in _POPEN_PARAMS or name in ("args", "stdin", "stdout", "stderr"):
+            raise TypeError(f"spawn() got an unexpected keyword argument {name!r}")
+
+
+def make_feed(stdin: object) -> tuple[object, Feed | None]:
+    """Map a ``spawn(stdin=...)`` argument to (what Popen gets, our Feed or None).
+
+    A file with a real descriptor (or a descriptor itself) goes to the child
+    directly, as subprocess does; everything else is fed through a pipe.
+
+    Raises:
+        TypeError: naming ``stdin``, for anything that is none of the above.
+    """
+    if stdin is None or stdin == DEVNULL:
+        return stdin, None
+    if stdin == PIPE:
+        return PIPE, StdinWriter()
+    if isinstance(stdin, bool):
+        raise TypeError("stdin must not be a bool")
+    if isinstance(stdin, int):
+        if stdin < 0:
+            raise ValueError(f"stdin must be PIPE, DEVNULL or a file descriptor >= 0, not {stdin}")
+        return stdin, None
+    if isinstance(stdin, (bytes, bytearray, memoryview)):
+        return PIPE, BytesFeed(bytes(stdin))
+    if isinstance(stdin, str):
+        return PIPE, BytesFeed(stdin.encode("utf-8"))
+    fileno = getattr(stdin, "fileno", None)
+    if callable(fileno):
+        try:
+            fileno()
+        except (OSError, ValueError):
+            pass  # BytesIO and friends: no descriptor, read them below
+        else:
+            return stdin, None
+    if callable(getattr(stdin, "read", None)):
+        return PIPE, ReaderFeed(stdin)  # type: ignore[arg-type]
+    if isinstance(stdin, Iterable) and not isinstance(stdin, io.TextIOBase):
+        return PIPE, IterFeed(stdin)
+    raise TypeError(
+        "stdin must be None, PIPE, DEVNULL, a file descriptor, bytes, str, a binary file "
+        f"or an iterable of bytes, not {type(stdin).__name__}"
+    )
