@@ -255,7 +255,10 @@ class Job:
             return
         if self._own_group:
             # The group outlives its leader while a grandchild is in it, and
-            # its id cannot be reused as a pid meanwhile (POSIX).
+            # its id cannot be reused meanwhile (POSIX).  Once the group is
+            # empty the id could be, in principle: hence no group signals
+            # after DONE, and the SIGKILL sweep of a stopped job happens
+            # right as it finishes.
             try:
                 os.killpg(self._popen.pid, sig)
             except (ProcessLookupError, PermissionError):
