@@ -255,10 +255,10 @@ class Job:
             return
         if self._own_group:
             # The group outlives its leader while a grandchild is in it, and
-            # its id cannot be reused meanwhile (POSIX).  Once the group is
-            # empty the id could be, in principle: hence no group signals
-            # after DONE, and the SIGKILL sweep of a stopped job happens
-            # right as it finishes.
+            # its id cannot be reused meanwhile (POSIX).  Once the leader is
+            # reaped and the group is empty, the id is free again: so the
+            # reactor sends the SIGKILL sweep of a stopped job while the
+            # leader is still an unreaped zombie (see Reactor._reap).
             try:
                 os.killpg(self._popen.pid, sig)
             except (ProcessLookupError, PermissionError):

@@ -121,6 +121,7 @@ class Reactor:
         self._live: set[Job] = set()  # RUNNING or EXITED
         self._by_pid: dict[int, Job] = {}  # children covered by the shared fd
         self._polled: set[Job] = set()  # RUNNING children nothing tells us about
+        self._confirming: set[Job] = set()  # polled once, then left to kqueue
         self._poll_interval = _childwatch.POLL_MIN
         self._poll_at: float | None = None
         self._deadlines: list[tuple[float, int, int, Job]] = []
@@ -224,6 +225,11 @@ class Reactor:
             except Exception as exc:
                 job.error = exc
                 self._finish(job)
+            except BaseException:
+                # An interrupt: the job goes back to the head of the queue, so
+                # that the cleanup that follows cancels it like the others.
+                self._pending.appendleft(job)
+                raise
 
     def _start(self, job: Job) -> None:
         """PENDING -> RUNNING: create the process and register its fds.
@@ -242,7 +248,8 @@ class Reactor:
         try:
             self._register(job, popen)
         except BaseException:
-            # Registration failed (ENOSPC from epoll, an interrupt): undo it all.
+            # Registration failed (ENOSPC from epoll, an interrupt): undo it
+            # all, back to a job that never started.
             try:
                 job._signal_group(signal.SIGKILL)
                 popen.wait()
@@ -250,6 +257,8 @@ class Reactor:
                 self._close_fds(job)
                 self._unwatch(job)
                 self._live.discard(job)
+                job.state = JobState.PENDING
+                job.pid = job.started_at = job._popen = None
             raise
         if job.timeout is not None:
             self._schedule(job.started_at + job.timeout, _TIMEOUT, job)
@@ -276,11 +285,13 @@ class Reactor:
             self._want_write(writer)
         handle = self._watcher.watch(popen.pid)
         if handle is None:
-            self._polled.add(job)
-            self._poll_interval = _childwatch.POLL_MIN
-            self._poll_at = time.monotonic() + self._poll_interval
+            self._start_polling(job)
         elif handle == _childwatch.SHARED:
             self._by_pid[popen.pid] = job
+            # kqueue reports only exits after registration: one poll tick
+            # catches a child that was gone before (see _poll_tick).
+            self._confirming.add(job)
+            self._start_polling(job)
         else:
             job._exit_watch = _ExitWatch(job, handle)
             self._selector.register(handle, selectors.EVENT_READ, job._exit_watch)
@@ -356,6 +367,9 @@ class Reactor:
                 self._turn(remaining)
                 if done():
                     break
+                if not (self._live or self._pending):
+                    # Nothing left to drive: waiting would spin for ever.
+                    raise RuntimeError(f"{cmd!r} can never finish: the reactor has no such job")
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     break
@@ -414,6 +428,11 @@ class Reactor:
                     job = self._by_pid.get(pid)
                     if job is not None:
                         self._check_exit(job)
+                        if job.state is JobState.RUNNING:
+                            # kqueue may report the exit before waitpid can
+                            # reap it, and it reports only once: poll from here.
+                            self._confirming.discard(job)
+                            self._start_polling(job)
         self._fire_deadlines(time.monotonic())
         self._admit()
 
@@ -499,13 +518,29 @@ class Reactor:
 
     def _reap(self, job: Job) -> bool:
         """RUNNING -> EXITED, if the child has exited (reaping it).  No user code."""
-        assert job._popen is not None
-        if job.state is not JobState.RUNNING or job._popen.poll() is None:
+        popen = job._popen
+        assert popen is not None
+        if job.state is not JobState.RUNNING:
             return False
-        job.returncode = job._popen.returncode
+        zombie = None
+        if job._stopping and job._own_group:
+            zombie = _childwatch.exited_unreaped(popen.pid)
+            if zombie is False:
+                return False  # alive: its exit will be reported, then we sweep
+            if zombie:
+                # The leader is a zombie, so its group id is still reserved:
+                # the last moment to SIGKILL what is left of a stopped job's
+                # group without risking a recycled id.
+                job._signal_group(signal.SIGKILL)
+        if popen.poll() is None:
+            return False
+        job.returncode = popen.returncode
         job.exited_at = time.monotonic()
         job.state = JobState.EXITED
         self._unwatch(job)
+        if zombie is None and job._stopping and job._own_group:
+            # No waitid: sweep just after the reap instead (see above).
+            job._signal_group(signal.SIGKILL)
         if job._writer is not None:
             self._end_input(job._writer)
         if job._readers and job.eof_grace is not None:
@@ -519,6 +554,7 @@ class Reactor:
             self._unregister_quietly(watch.handle)
             self._watcher.release(watch.handle)
         self._polled.discard(job)
+        self._confirming.discard(job)
         if job.pid is not None:
             self._by_pid.pop(job.pid, None)
 
@@ -528,21 +564,21 @@ class Reactor:
 
     def _finish(self, job: Job) -> None:
         """-> DONE: the state is final before any user code runs."""
-        if job._stopping:
-            # The child is gone; whatever is left of its group was told to
-            # stop already and would outlive the job unwatched: kill it now.
-            job._signal_group(signal.SIGKILL)
         job.state = JobState.DONE
         self._live.discard(job)
         self._completed.append(job)
         if isinstance(job._feed, StdinWriter):
             job._feed._break()
-        # Sinks still open here belong to a job that never started.
+        # Sinks still open here belong to a job that never started.  Each is
+        # closed, and on_exit called, even if one of them raises.
+        errors: list[BaseException] = []
         sinks, job._open_sinks = job._open_sinks, []
         for sink in sinks:
-            _close_sink(sink)
+            errors.extend(_call_quietly(_close_sink, sink))
         if job.on_exit is not None:
-            job.on_exit(job)
+            errors.extend(_call_quietly(job.on_exit, job))
+        if errors:
+            raise errors[0]
 
     def _cancel(self, job: Job) -> None:
         if job.state is JobState.PENDING:
@@ -597,14 +633,28 @@ class Reactor:
                 self._stop(job)
             elif kind == _KILL:
                 job._signal_group(signal.SIGKILL)
+                if job.state is JobState.EXITED:
+                    # Whoever still holds the pipes escaped the group (setsid):
+                    # a stopped job does not wait for them, eof_grace or not.
+                    self._give_up_eof(job)
             else:
                 self._give_up_eof(job)
+
+    def _start_polling(self, job: Job) -> None:
+        self._polled.add(job)
+        self._poll_interval = _childwatch.POLL_MIN
+        self._poll_at = time.monotonic() + self._poll_interval
 
     def _poll_tick(self, now: float) -> None:
         exited = False
         for job in list(self._polled):
             self._check_exit(job)
-            exited = exited or job.state is not JobState.RUNNING
+            if job.state is not JobState.RUNNING:
+                exited = True
+            elif job in self._confirming:
+                # Alive after its kqueue registration: kqueue will report it.
+                self._confirming.discard(job)
+                self._polled.discard(job)
         # Back off while nothing exits; a spawn or an exit resets the tick.
         if exited:
             self._poll_interval = _childwatch.POLL_MIN
@@ -618,10 +668,7 @@ class Reactor:
         If the job is done sooner, what is left of its group is SIGKILLed then.
         """
         job._stopping = True
-        if job.kill_grace <= 0:
-            job._signal_group(signal.SIGKILL)
-            return
-        job._signal_group(signal.SIGTERM)
+        job._signal_group(signal.SIGKILL if job.kill_grace <= 0 else signal.SIGTERM)
         self._schedule(time.monotonic() + job.kill_grace, _KILL, job)
 
     def _give_up_eof(self, job: Job) -> None:
@@ -678,10 +725,18 @@ class Reactor:
                     fd.close()
                 if job._exit_watch is not None:
                     os.close(job._exit_watch.handle)
+                if job._popen is not None and job._popen.returncode is None:
+                    # Not our child: keep its Popen copy from warning, or
+                    # from being waited for, when it is collected here.
+                    job._popen.returncode = 0
             self._live.clear()
             self._pending.clear()
-            self._selector.close()  # our copy of the epoll fd; no epoll_ctl
-            self._watcher.close()
+            # A kqueue is not inherited across fork (and Pythons before 3.12.1
+            # do not know it): closing "ours" could close an unrelated fd.
+            if not _is_kqueue(self._selector):
+                self._selector.close()  # our copy of the epoll fd; no epoll_ctl
+            if self._watcher.fileno() is None:
+                self._watcher.close()
         return True
 
     def _kill_all(self) -> list[BaseException]:
@@ -699,29 +754,27 @@ class Reactor:
             return errors
         self._stopping_all = True
         try:
-            # Closing our read ends first unblocks children stuck writing to a
-            # full pipe, so that SIGTERM finds them able to exit.
-            for job in live:
-                self._close_fds(job)
-                job._signal_group(signal.SIGKILL if job.kill_grace <= 0 else signal.SIGTERM)
-            try:
-                self._reap_within(live)
-            except BaseException as exc:  # a second interrupt: no more grace
-                errors.append(exc)
-            for job in live:
-                # The leader may be gone but not its group: SIGKILL reaches any
-                # grandchild that ignored SIGTERM.
-                job._signal_group(signal.SIGKILL)
-                assert job._popen is not None
-                job._popen.wait()
-                self._reap(job)
-                self._unwatch(job)
-                job.state = JobState.DONE
-                self._live.discard(job)
+            # Queued jobs first: nothing below can then leave them in limbo.
             for job in pending:
                 job.cancelled = True
                 job.error = JobCancelled(f"job {job.args!r} was cancelled before it started")
                 job.state = JobState.DONE
+            try:
+                # Closing our read ends first unblocks children stuck writing
+                # to a full pipe, so that SIGTERM finds them able to exit.
+                for job in live:
+                    job._stopping = True
+                    self._close_fds(job)
+                    job._signal_group(signal.SIGKILL if job.kill_grace <= 0 else signal.SIGTERM)
+                self._reap_within(live)
+            except BaseException as exc:  # a second interrupt: no more grace
+                errors.append(exc)
+            for job in live:
+                self._kill_and_reap(job, errors)
+                self._close_fds(job)
+                self._unwatch(job)
+                job.state = JobState.DONE
+                self._live.discard(job)
             for job in (*live, *pending):
                 self._completed.append(job)
                 if isinstance(job._feed, StdinWriter):
@@ -739,6 +792,20 @@ class Reactor:
         if interrupts:
             raise interrupts[0]
         return errors
+
+    def _kill_and_reap(self, job: Job, errors: list[BaseException]) -> None:
+        """SIGKILL the job's group and reap the child; interrupts cannot stop it."""
+        assert job._popen is not None
+        while True:
+            try:
+                # The leader may be gone but not its group: SIGKILL reaches
+                # any grandchild that ignored SIGTERM.
+                job._signal_group(signal.SIGKILL)
+                job._popen.wait()
+                self._reap(job)
+                return
+            except BaseException as exc:  # SIGKILLed: the wait is short
+                errors.append(exc)
 
     def _reap_within(self, jobs: list[Job]) -> None:
         """Reap these children, each SIGKILLed once its own kill_grace is over."""
@@ -860,6 +927,11 @@ class Reactor:
             f"<Reactor {state} running={len(self._live)} pending={len(self._pending)} "
             f"watcher={self._watcher.name}>"
         )
+
+
+def _is_kqueue(selector: selectors.BaseSelector) -> bool:
+    kqueue_selector = getattr(selectors, "KqueueSelector", None)
+    return kqueue_selector is not None and isinstance(selector, kqueue_selector)
 
 
 def _close_sink(sink: Sink) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 import pipereactor as pr
+from pipereactor import _childwatch
 
 DEADLINE = 30
 
@@ -101,9 +102,52 @@ def no_zombies() -> Iterator[None]:
         pytest.fail(f"children left running or unreaped by the test: {sorted(left)}")
 
 
+class EdgeOnlyWatcher(_childwatch.ChildWatcher):
+    """kqueue's contract, simulated on Linux with pidfds in a private epoll.
+
+    Like EVFILT_PROC/NOTE_EXIT it shares one fd among all children, reports
+    each exit once, and never reports an exit that happened before the child
+    was registered: the races the reactor must survive on macOS and the BSDs.
+    """
+
+    name = "kqueue-sim"
+
+    def __init__(self, exit_before_watch: bool = False) -> None:
+        self._ep = select.epoll()
+        self._pids: dict[int, int] = {}
+        self.exit_before_watch = exit_before_watch
+
+    def fileno(self) -> int | None:
+        return self._ep.fileno()
+
+    def watch(self, pid: int) -> int | None:
+        if self.exit_before_watch:
+            os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)  # block until it exits
+        if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+            return _childwatch.SHARED  # attached, but the edge is already past
+        fd = os.pidfd_open(pid)
+        self._ep.register(fd, select.EPOLLIN | select.EPOLLONESHOT)
+        self._pids[fd] = pid
+        return _childwatch.SHARED
+
+    def collect(self) -> list[int]:
+        pids = []
+        for fd, _ in self._ep.poll(0):
+            pids.append(self._pids.pop(fd))
+            os.close(fd)
+        return pids
+
+    def close(self) -> None:
+        for fd in self._pids:
+            os.close(fd)
+        self._pids.clear()
+        self._ep.close()
+
+
 WATCHERS = [
     pytest.param(("pidfd", selectors.EpollSelector), id="pidfd-epoll"),
     pytest.param(("poll", selectors.PollSelector), id="poll-poll"),
+    pytest.param(("kqueue-sim", selectors.EpollSelector), id="kqueue-sim"),
     pytest.param(
         ("kqueue", None),
         id="kqueue",
@@ -116,6 +160,10 @@ WATCHERS = [
 def make_reactor(request: pytest.FixtureRequest) -> Callable[..., pr.Reactor]:
     """A Reactor factory, run once per exit detector (and selector)."""
     watcher, selector = request.param
+    if watcher == "kqueue-sim":
+        monkeypatch = request.getfixturevalue("monkeypatch")
+        monkeypatch.setattr(_childwatch, "make_watcher", lambda kind: EdgeOnlyWatcher())
+        watcher = "auto"
 
     def make(max_parallel: int | None = None) -> pr.Reactor:
         return pr.Reactor(max_parallel, watcher=watcher, selector=selector)

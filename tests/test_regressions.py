@@ -196,3 +196,145 @@ def test_keyboard_interrupt_in_a_sink_close_during_cleanup_still_cleans_up() -> 
     assert "closed running=0" in repr(reactor)
 
 
+
+
+# -- second review ---------------------------------------------------------------------
+
+
+def test_kqueue_exit_before_registration_is_still_noticed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import EdgeOnlyWatcher
+    from pipereactor import _childwatch
+
+    monkeypatch.setattr(_childwatch, "make_watcher",
+                        lambda kind: EdgeOnlyWatcher(exit_before_watch=True))
+    with pr.Reactor() as reactor:
+        job = reactor.spawn(["true"], stdout=pr.DEVNULL)
+        assert job.wait(timeout=10) == 0
+
+
+def test_timeout_ends_job_whose_pipe_is_held_by_an_escaped_grandchild() -> None:
+    """eof_grace=None, and the pipe holder left the group (setsid): the timeout
+    must still end the job, kill_grace after it stopped."""
+    code = ("import subprocess, sys, time\n"
+            "g = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'],"
+            " start_new_session=True)\n"
+            "print(g.pid, flush=True)\n"
+            "time.sleep(30)\n")
+    pids: list[str] = []
+    with pr.Reactor() as reactor:
+        job = reactor.spawn(python(code), stdout=pr.LineSink(pids.append), timeout=0.3,
+                            kill_grace=0.3, eof_grace=None)
+        try:
+            job.wait(timeout=10)
+        finally:
+            escaped = int(pids[0])
+            os.kill(escaped, signal.SIGKILL)  # it is not ours to kill: clean up by hand
+            wait_gone(escaped)
+    assert job.timed_out
+    assert job.duration is not None and job.duration < 5
+
+
+def test_interrupt_while_starting_a_queued_job_cancels_it_cleanly() -> None:
+    class InterruptingEnv(dict):  # type: ignore[type-arg]
+        def items(self) -> Any:
+            raise KeyboardInterrupt  # Ctrl-C landing inside Popen()
+
+    exits: list[pr.Job] = []
+    sink = CountingSink()
+    with pr.Reactor(max_parallel=1) as reactor:
+        reactor.spawn(["sleep", "0.1"])
+        queued = reactor.spawn(["true"], env=InterruptingEnv(os.environ), stdout=sink,
+                               on_exit=exits.append)
+        with pytest.raises(KeyboardInterrupt):
+            reactor.run(timeout=10)
+        assert queued.done and queued.cancelled and queued.pid is None
+        assert sink.closes == 1 and exits == [queued]
+        with pytest.raises(pr.JobCancelled):
+            queued.wait(timeout=1)
+
+
+def test_interrupt_during_final_reap_in_close_loses_no_job() -> None:
+    reactor = pr.Reactor(max_parallel=1)
+    running = reactor.spawn(["sleep", "30"], kill_grace=0.1)
+    queued = reactor.spawn(["true"])
+    reactor.step(0)
+    assert running._popen is not None
+    real_wait = running._popen.wait
+
+    def interrupted_wait(*args: Any, **kwargs: Any) -> int:
+        running._popen.wait = real_wait  # type: ignore[union-attr, method-assign]
+        raise KeyboardInterrupt
+
+    running._popen.wait = interrupted_wait  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        reactor.close()
+    assert running.done and running.returncode is not None
+    assert queued.done and queued.cancelled
+    assert "closed running=0 pending=0" in repr(reactor)
+
+
+def test_never_started_job_closes_every_sink_and_calls_on_exit_even_if_one_raises() -> None:
+    class Raising(CountingSink):
+        def close(self) -> None:
+            super().close()
+            raise RuntimeError("close failed")
+
+    exits: list[pr.Job] = []
+    bad, good = Raising(), CountingSink()
+    with pr.Reactor(max_parallel=1) as reactor:
+        reactor.spawn(["true"])
+        job = reactor.spawn(["true"], stdout=bad, stderr=good, on_exit=exits.append)
+        with pytest.raises(RuntimeError, match="^close failed$"):
+            job.cancel()
+    assert (bad.closes, good.closes, exits) == (1, 1, [job])
+
+
+def test_queued_job_whose_registration_fails_reports_a_job_that_never_ran() -> None:
+    class FailingSelector(selectors.EpollSelector):
+        fail = False
+
+        def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+            if FailingSelector.fail:
+                raise OSError(28, "No space left on device")
+            return super().register(fileobj, events, data)
+
+    def fail_from_now_on(job: pr.Job) -> None:
+        FailingSelector.fail = True  # before the queued job is admitted
+
+    with pr.Reactor(max_parallel=1, selector=FailingSelector) as reactor:
+        reactor.spawn(["true"], stdout=pr.PIPE, on_exit=fail_from_now_on)
+        queued = reactor.spawn(["sleep", "30"], stdout=pr.PIPE)
+        try:
+            reactor.run(timeout=10)
+        finally:
+            FailingSelector.fail = False
+    assert isinstance(queued.error, OSError)
+    assert queued.pid is None and queued.returncode is None and queued.duration is None
+
+
+def test_forked_child_leaves_popen_copies_quiet() -> None:
+    """The child's copies of the parent's Popen objects must not warn."""
+    r, w = os.pipe()
+    with pr.Reactor() as reactor:
+        job = reactor.spawn(["sleep", "0.2"])
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            import gc
+            import warnings
+
+            caught: list[str] = []
+            with warnings.catch_warnings(record=True) as records:
+                warnings.simplefilter("always")
+                reactor.__exit__(SystemExit, SystemExit(0), None)
+                del reactor, job
+                gc.collect()
+                caught = [str(rec.message) for rec in records]
+            os.write(w, repr(caught).encode())
+            os._exit(0)
+        os.close(w)
+        with os.fdopen(r, "rb") as f:
+            report = f.read().decode()
+        os.waitpid(pid, 0)
+        assert job.wait(timeout=10) == 0
+    assert report == "[]"
