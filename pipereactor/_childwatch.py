@@ -51,7 +51,7 @@ from typing import Final
 
 __all__ = [
     "ChildWatcher", "PidfdWatcher", "PollWatcher", "SHARED", "WATCHERS", "exited_unreaped",
-    "make_watcher",
+    "make_watcher", "wait_exited",
 ]
 
 #: Poll tick bounds, in seconds, for children no fd tells us about.
@@ -165,6 +165,16 @@ def exited_unreaped(pid: int) -> bool | None:
         return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
     except ChildProcessError:
         return False
+
+
+def wait_exited(pid: int) -> None:
+    """Block until child ``pid`` has exited, leaving it unreaped where the
+    system can (``waitid`` with ``WNOWAIT``); elsewhere return at once."""
+    if hasattr(os, "waitid"):
+        try:
+            os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+        except ChildProcessError:
+            pass  # reaped already
 
 
 def _pidfd_works() -> bool:

@@ -63,6 +63,7 @@ _WRITES_PER_EVENT: Final = 64
 #: and a longer deadline is simply waited for in several turns.
 _MAX_WAIT: Final = 86400.0
 
+
 class Reactor:
     """Run many child processes from one thread, feeding and draining them.
 
@@ -208,7 +209,8 @@ class Reactor:
             self._start(job)
         except BaseException:
             # The streams end before they began: their sinks are owed a close.
-            for sink in job._open_sinks:
+            sinks, job._open_sinks = job._open_sinks, []
+            for sink in sinks:
                 _call_quietly(_close_sink, sink)
             raise
         return job
@@ -523,7 +525,7 @@ class Reactor:
         if job.state is not JobState.RUNNING:
             return False
         zombie = None
-        if job._stopping and job._own_group:
+        if job._stopping and job._own_group and popen.returncode is None:
             zombie = _childwatch.exited_unreaped(popen.pid)
             if zombie is False:
                 return False  # alive: its exit will be reported, then we sweep
@@ -539,7 +541,8 @@ class Reactor:
         job.state = JobState.EXITED
         self._unwatch(job)
         if zombie is None and job._stopping and job._own_group:
-            # No waitid: sweep just after the reap instead (see above).
+            # No waitid, or Popen reaped it already (send_signal polls): sweep
+            # just after the reap instead (see above).
             job._signal_group(signal.SIGKILL)
         if job._writer is not None:
             self._end_input(job._writer)
@@ -794,15 +797,21 @@ class Reactor:
         return errors
 
     def _kill_and_reap(self, job: Job, errors: list[BaseException]) -> None:
-        """SIGKILL the job's group and reap the child; interrupts cannot stop it."""
+        """SIGKILL and reap a child still running; interrupts cannot stop it.
+
+        A child reaped earlier (in _reap_within) had its group swept then.
+        """
         assert job._popen is not None
         while True:
             try:
-                # The leader may be gone but not its group: SIGKILL reaches
-                # any grandchild that ignored SIGTERM.
-                job._signal_group(signal.SIGKILL)
-                job._popen.wait()
-                self._reap(job)
+                if job.state is JobState.RUNNING:
+                    job._signal_group(signal.SIGKILL)
+                    # Wait for the exit without reaping, so that _reap sweeps
+                    # the group while the leader's id is still reserved.
+                    _childwatch.wait_exited(job._popen.pid)
+                    if not self._reap(job):
+                        job._popen.wait()  # no waitid here
+                        self._reap(job)
                 return
             except BaseException as exc:  # SIGKILLed: the wait is short
                 errors.append(exc)

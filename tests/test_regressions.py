@@ -253,22 +253,29 @@ def test_interrupt_while_starting_a_queued_job_cancels_it_cleanly() -> None:
             queued.wait(timeout=1)
 
 
-def test_interrupt_during_final_reap_in_close_loses_no_job() -> None:
+def test_interrupt_during_final_reap_in_close_loses_no_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C during the graceful wait, then again during the final reap."""
+    from pipereactor import _childwatch
+
     reactor = pr.Reactor(max_parallel=1)
-    running = reactor.spawn(["sleep", "30"], kill_grace=0.1)
+    running = reactor.spawn(["sleep", "30"], kill_grace=10)
     queued = reactor.spawn(["true"])
     reactor.step(0)
-    assert running._popen is not None
-    real_wait = running._popen.wait
 
-    def interrupted_wait(*args: Any, **kwargs: Any) -> int:
-        running._popen.wait = real_wait  # type: ignore[union-attr, method-assign]
+    def interrupted(*args: Any) -> None:
         raise KeyboardInterrupt
 
-    running._popen.wait = interrupted_wait  # type: ignore[method-assign]
+    real_wait_exited = _childwatch.wait_exited
+
+    def wait_exited_once_interrupted(pid: int) -> None:
+        monkeypatch.setattr(_childwatch, "wait_exited", real_wait_exited)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(reactor, "_reap_within", interrupted)
+    monkeypatch.setattr(_childwatch, "wait_exited", wait_exited_once_interrupted)
     with pytest.raises(KeyboardInterrupt):
         reactor.close()
-    assert running.done and running.returncode is not None
+    assert running.done and running.returncode in (-signal.SIGTERM, -signal.SIGKILL)
     assert queued.done and queued.cancelled
     assert "closed running=0 pending=0" in repr(reactor)
 
