@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -312,3 +313,45 @@ def test_signal_storm_to_the_parent_loses_nothing() -> None:
         signal.signal(signal.SIGUSR1, old)
     assert job.stdout.getvalue() == b"".join(b"%06d\n" % i for i in range(3000))
     assert received > 0
+
+
+def test_pipe_fds_above_1024_work() -> None:
+    """select() breaks past fd 1024; the reactor's selector must not."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        pytest.skip(f"RLIMIT_NOFILE is {soft}, too low to push fds past 1024")
+    filler = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        with pr.Reactor() as reactor:
+            job = reactor.spawn(child("flood.py", "300000", "300000", "4"),
+                                stdout=pr.PIPE, stderr=pr.PIPE)
+            assert min(r.fd.fd for r in job._readers) > 1024
+            job.wait(timeout=10)
+        assert job.stdout.getvalue() == payload(4, 300000)
+        assert job.stderr.getvalue() == payload(5, 300000)
+    finally:
+        for fd in filler:
+            os.close(fd)
+
+
+def test_line_sink_stays_bounded_on_a_huge_line() -> None:
+    """32 MiB without a newline: delivered in max_line pieces, never held whole."""
+    pieces = 0
+    longest = 0
+    total = 0
+
+    def on_line(line: str) -> None:
+        nonlocal pieces, longest, total
+        pieces += 1
+        longest = max(longest, len(line))
+        total += len(line)
+
+    sink = pr.LineSink(on_line, max_line=4096)
+    code = "import os\nb = b'y' * (1 << 20)\nfor _ in range(32): os.write(1, b)\nos.write(1, b'\\nend\\n')"
+    with pr.Reactor() as reactor:
+        reactor.spawn(python(code), stdout=sink)
+    assert total == 32 * MiB + 3
+    assert longest == 4096 and pieces == 32 * MiB // 4096 + 1
+    assert len(sink._pending) == 0
