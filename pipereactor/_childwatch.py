@@ -38,8 +38,11 @@ Each child is *watched* by one of these, chosen per reactor:
     fallback, and it can be chosen on Linux so that the tests cover it.
 
 In every case the watcher only *reports* that a child can be reaped; ``Popen``
-reaps it (``Popen.poll`` calls ``waitpid(pid, WNOHANG)`` for that one pid), so
-a ``Popen`` stays coherent for its owner and ECHILD handling is CPython's.
+reaps it (``Popen.poll``, or ``Popen.wait`` after SIGKILL, for that one pid),
+so a ``Popen`` stays coherent for its owner and ECHILD handling is CPython's.
+``exited_unreaped`` and ``wait_exited`` peek with ``waitid(WNOWAIT)``: they
+learn that a child has exited without reaping it, so that the reactor can
+still signal its process group while the group id is reserved.
 """
 
 from __future__ import annotations
@@ -156,15 +159,17 @@ if sys.platform != "linux" and sys.platform != "win32":
 def exited_unreaped(pid: int) -> bool | None:
     """Whether child ``pid`` has exited but not been reaped (a zombie).
 
-    Answered without reaping (``waitid`` with ``WNOWAIT``); None where the
-    system has no such call (macOS).
+    Answered without reaping (``waitid`` with ``WNOWAIT``).  None when it
+    cannot tell: the system has no ``waitid`` (macOS before Python 3.13), or
+    the child is not ours to wait for any more (ECHILD: SIGCHLD ignored, or
+    someone else's ``waitpid(-1)`` reaped it); ``Popen.poll()`` then decides.
     """
     if not hasattr(os, "waitid"):
         return None
     try:
         return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
     except ChildProcessError:
-        return False
+        return None
 
 
 def wait_exited(pid: int) -> None:
@@ -174,7 +179,7 @@ def wait_exited(pid: int) -> None:
         try:
             os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
         except ChildProcessError:
-            pass  # reaped already
+            pass  # reaped already, or SIGCHLD ignored: Popen.wait() copes
 
 
 def _pidfd_works() -> bool:

@@ -141,8 +141,10 @@ class Job:
         for sink in self._sinks:
             if sink is not None and all(sink is not s for s in self._open_sinks):
                 self._open_sinks.append(sink)
-        # Set once the reactor began stopping the job (timeout, cancel).
+        # Set once the reactor began stopping the job (timeout, cancel), and
+        # once it has SIGKILLed what was left of the job's process group.
         self._stopping = False
+        self._swept = False
         self._popen: subprocess.Popen[bytes] | None = None
         # Open pipe ends, and how we learn of the exit; emptied as they close.
         self._readers: list[_Reader] = []
@@ -219,8 +221,14 @@ class Job:
         Does nothing once the child has been reaped, so a recycled pid is never
         signalled.
         """
-        if self.state is JobState.RUNNING and self._popen is not None:
-            self._popen.send_signal(sig)
+        if self.state is JobState.RUNNING and self.pid is not None:
+            # Not Popen.send_signal: it polls first and may reap the child
+            # behind the reactor's back.  RUNNING means not reaped, so the pid
+            # is still this child's.
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
 
     def terminate(self) -> None:
         """SIGTERM to the job's process group (the child and its descendants).
@@ -249,11 +257,26 @@ class Job:
         else:
             self._signal_group(sig)
 
+    def _group_alive(self) -> bool:
+        """Whether the job's own process group may still have members
+        (False once it was swept, or without a group of its own)."""
+        if not self._own_group or self._swept or self._popen is None:
+            return False
+        try:
+            os.killpg(self._popen.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return True
+
     def _signal_group(self, sig: int) -> None:
         """Signal the process group while any of it may live, else the child."""
         if self._popen is None or self.state is JobState.DONE:
             return
         if self._own_group:
+            if self._swept:
+                return  # the group was SIGKILLed; its id may be free by now
             # The group outlives its leader while a grandchild is in it, and
             # its id cannot be reused meanwhile (POSIX).  Once the leader is
             # reaped and the group is empty, the id is free again: so the
@@ -263,8 +286,8 @@ class Job:
                 os.killpg(self._popen.pid, sig)
             except (ProcessLookupError, PermissionError):
                 pass
-        elif self.state is JobState.RUNNING:
-            self._popen.send_signal(sig)
+        else:
+            self.send_signal(sig)
 
 
 def _captured(target: object) -> Any:

@@ -9,7 +9,9 @@ exited and every reader is closed, ``_finish`` marks the job done and calls
 
 Time is a heap of deadlines (a job's timeout, its SIGKILL escalation, its
 eof_grace) plus the poll tick for children no fd reports on; ``select()``
-sleeps until the nearest one.  Nothing sleeps anywhere else.
+sleeps until the nearest one.  Nothing else blocks, except waits for
+children that were just sent SIGKILL (when killing everything, or undoing a
+start that failed half-way).
 
 Errors: any exception that escapes a turn (a sink or callback raising,
 KeyboardInterrupt) first kills and reaps every job (``_kill_all``), then
@@ -242,28 +244,49 @@ class Reactor:
         popen = subprocess.Popen(
             job.args, stdin=stdin, stdout=stdout, stderr=stderr, bufsize=0, **job._popen_kwargs
         )
-        job._popen = popen
-        job.pid = popen.pid
-        job.started_at = time.monotonic()
-        job.state = JobState.RUNNING
-        self._live.add(job)
         try:
+            job._popen = popen
+            job.pid = popen.pid
+            job.started_at = time.monotonic()
+            job.state = JobState.RUNNING
+            self._live.add(job)
             self._register(job, popen)
         except BaseException:
             # Registration failed (ENOSPC from epoll, an interrupt): undo it
             # all, back to a job that never started.
-            try:
-                job._signal_group(signal.SIGKILL)
-                popen.wait()
-            finally:
-                self._close_fds(job)
-                self._unwatch(job)
-                self._live.discard(job)
-                job.state = JobState.PENDING
-                job.pid = job.started_at = job._popen = None
+            self._undo_start(job, popen)
             raise
         if job.timeout is not None:
             self._schedule(job.started_at + job.timeout, _TIMEOUT, job)
+
+    def _undo_start(self, job: Job, popen: subprocess.Popen[bytes]) -> None:
+        """Kill and reap a child just started, close its pipes.  Interrupts
+        cannot cut this short (the caller re-raises the first one)."""
+        while True:
+            try:
+                # Unreaped, so its pid and group id are still its own.
+                if job._own_group:
+                    os.killpg(popen.pid, signal.SIGKILL)
+                else:
+                    os.kill(popen.pid, signal.SIGKILL)
+                popen.wait()
+                break
+            except ProcessLookupError:
+                popen.wait()
+                break
+            except Exception:
+                break  # not an interrupt: retrying would not help
+            except BaseException:
+                continue  # an interrupt: send the kill (again), wait again
+        for file in (popen.stdin, popen.stdout, popen.stderr):
+            if file is not None:  # not yet taken over by _register
+                file.close()
+        popen.stdin = popen.stdout = popen.stderr = None
+        self._close_fds(job)
+        self._unwatch(job)
+        self._live.discard(job)
+        job.state = JobState.PENDING
+        job.pid = job.started_at = job._popen = None
 
     def _register(self, job: Job, popen: subprocess.Popen[bytes]) -> None:
         # We own the pipe ends from here on; Popen must not read or close them.
@@ -534,16 +557,18 @@ class Reactor:
                 # the last moment to SIGKILL what is left of a stopped job's
                 # group without risking a recycled id.
                 job._signal_group(signal.SIGKILL)
+                job._swept = True
         if popen.poll() is None:
             return False
         job.returncode = popen.returncode
         job.exited_at = time.monotonic()
         job.state = JobState.EXITED
         self._unwatch(job)
-        if zombie is None and job._stopping and job._own_group:
-            # No waitid, or Popen reaped it already (send_signal polls): sweep
+        if zombie is None and job._stopping and job._own_group and not job._swept:
+            # No waitid, or the child was reaped elsewhere (ECHILD): sweep
             # just after the reap instead (see above).
             job._signal_group(signal.SIGKILL)
+            job._swept = True
         if job._writer is not None:
             self._end_input(job._writer)
         if job._readers and job.eof_grace is not None:
@@ -735,20 +760,28 @@ class Reactor:
             self._live.clear()
             self._pending.clear()
             # A kqueue is not inherited across fork (and Pythons before 3.12.1
-            # do not know it): closing "ours" could close an unrelated fd.
-            if not _is_kqueue(self._selector):
+            # do not know it): closing "ours", even by collecting it, could
+            # close an unrelated fd.  Such objects are kept alive for good.
+            if _is_kqueue(self._selector):
+                _FORKED_KQUEUES.append(self._selector)
+            else:
                 self._selector.close()  # our copy of the epoll fd; no epoll_ctl
             if self._watcher.fileno() is None:
                 self._watcher.close()
+            else:
+                _FORKED_KQUEUES.append(self._watcher)
         return True
 
     def _kill_all(self) -> list[BaseException]:
         """Cancel queued jobs; stop, reap and finish running ones.
 
-        User code (sink close, on_exit) runs only after every child is reaped
-        and every fd closed; what it raises is returned, not raised, except
-        an interrupt (KeyboardInterrupt and the like), which is re-raised
-        once everything is cleaned up.  No job can be spawned meanwhile.
+        Every job's process group gets SIGTERM, then SIGKILL after the job's
+        kill_grace (a job whose child exited already included: its group may
+        still hold a grandchild).  User code (sink close, on_exit) runs only
+        after every child is reaped and every fd closed.  What anything raises
+        is recorded and the cleanup goes on; errors are returned, except an
+        interrupt (KeyboardInterrupt and the like), re-raised at the end.  No
+        job can be spawned meanwhile.
         """
         errors: list[BaseException] = []
         pending, self._pending = list(self._pending), deque()
@@ -757,27 +790,17 @@ class Reactor:
             return errors
         self._stopping_all = True
         try:
-            # Queued jobs first: nothing below can then leave them in limbo.
             for job in pending:
-                job.cancelled = True
-                job.error = JobCancelled(f"job {job.args!r} was cancelled before it started")
-                job.state = JobState.DONE
-            try:
-                # Closing our read ends first unblocks children stuck writing
-                # to a full pipe, so that SIGTERM finds them able to exit.
-                for job in live:
-                    job._stopping = True
-                    self._close_fds(job)
-                    job._signal_group(signal.SIGKILL if job.kill_grace <= 0 else signal.SIGTERM)
-                self._reap_within(live)
-            except BaseException as exc:  # a second interrupt: no more grace
-                errors.append(exc)
+                errors.extend(_call_quietly(self._cancel_queued, job))
+            # Closing our read ends first unblocks children stuck writing to
+            # a full pipe, so that SIGTERM finds them able to exit.
             for job in live:
-                self._kill_and_reap(job, errors)
-                self._close_fds(job)
-                self._unwatch(job)
-                job.state = JobState.DONE
-                self._live.discard(job)
+                errors.extend(_call_quietly(self._begin_kill, job))
+            # An interrupt here cuts the grace short: SIGKILL follows at once.
+            errors.extend(_call_quietly(self._reap_within, live))
+            for job in live:
+                errors.extend(_call_quietly(self._kill_and_reap, job))
+                errors.extend(_call_quietly(self._retire, job))
             for job in (*live, *pending):
                 self._completed.append(job)
                 if isinstance(job._feed, StdinWriter):
@@ -796,47 +819,90 @@ class Reactor:
             raise interrupts[0]
         return errors
 
-    def _kill_and_reap(self, job: Job, errors: list[BaseException]) -> None:
-        """SIGKILL and reap a child still running; interrupts cannot stop it.
+    @staticmethod
+    def _cancel_queued(job: Job) -> None:
+        job.state = JobState.DONE  # first: whatever follows, it is not left queued
+        job.cancelled = True
+        job.error = JobCancelled(f"job {job.args!r} was cancelled before it started")
 
-        A child reaped earlier (in _reap_within) had its group swept then.
-        """
-        assert job._popen is not None
+    def _begin_kill(self, job: Job) -> None:
+        job._stopping = True
+        self._close_fds(job)
+        job._signal_group(signal.SIGKILL if job.kill_grace <= 0 else signal.SIGTERM)
+
+    def _retire(self, job: Job) -> None:
+        """-> DONE, for a reaped job of _kill_all's (no user code)."""
+        popen = job._popen
+        if job.state is JobState.RUNNING and popen is not None and popen.returncode is not None:
+            # Reaped by the fallback wait in _kill_and_reap after _reap failed.
+            job.returncode = popen.returncode
+            job.exited_at = time.monotonic()
+        self._close_fds(job)
+        self._unwatch(job)
+        job.state = JobState.DONE
+        self._live.discard(job)
+
+    def _kill_and_reap(self, job: Job) -> None:
+        """SIGKILL and reap a child still running; an interrupt cannot stop it
+        (the wait after SIGKILL is short), and another error ends in a plain
+        ``Popen.wait()``."""
+        popen = job._popen
+        assert popen is not None
+        if job.state is not JobState.RUNNING:
+            return  # reaped already, its group swept by _reap (or SIGKILLed
+                    # by _reap_within if the child had exited before)
+        interrupt: BaseException | None = None
         while True:
             try:
-                if job.state is JobState.RUNNING:
-                    job._signal_group(signal.SIGKILL)
-                    # Wait for the exit without reaping, so that _reap sweeps
-                    # the group while the leader's id is still reserved.
-                    _childwatch.wait_exited(job._popen.pid)
-                    if not self._reap(job):
-                        job._popen.wait()  # no waitid here
-                        self._reap(job)
-                return
-            except BaseException as exc:  # SIGKILLed: the wait is short
-                errors.append(exc)
+                job._signal_group(signal.SIGKILL)
+                # Wait for the exit without reaping, so that _reap sweeps the
+                # group while the leader's id is still reserved.
+                _childwatch.wait_exited(popen.pid)
+                if not self._reap(job):
+                    popen.wait()  # no waitid here
+                    self._reap(job)
+                break
+            except Exception:
+                popen.wait()
+                self._reap(job)
+                break
+            except BaseException as exc:
+                interrupt = interrupt or exc
+        if interrupt is not None:
+            raise interrupt
 
     def _reap_within(self, jobs: list[Job]) -> None:
-        """Reap these children, each SIGKILLed once its own kill_grace is over."""
+        """Wait for these jobs' children to exit (reaping them) and for the
+        groups of those that had exited already to empty; SIGKILL each that
+        is still there once its own kill_grace is over."""
         now = time.monotonic()
         kill_at = {job: now + job.kill_grace for job in jobs}
         while True:
             for job in jobs:
                 self._reap(job)
             now = time.monotonic()
-            running = [job for job in jobs if job.state is JobState.RUNNING]
-            if not running:
+            # A child that exited before the kill (EXITED) leaves a group to
+            # watch: a grandchild may hold our pipe and ignore SIGTERM.
+            waiting = [
+                job for job in jobs
+                if job.state is JobState.RUNNING
+                or (kill_at[job] != math.inf and job._group_alive())
+            ]
+            if not waiting:
                 return
-            for job in running:
+            for job in waiting:
                 if kill_at[job] <= now:
                     job._signal_group(signal.SIGKILL)
                     kill_at[job] = math.inf
-            wait = max(0.0, min(kill_at[job] for job in running) - now)
-            if self._polled:
-                wait = min(wait, _childwatch.POLL_MAX)
+            wait = max(0.0, min(kill_at[job] for job in waiting) - now)
+            if self._polled or any(job.state is not JobState.RUNNING for job in waiting):
+                wait = min(wait, _childwatch.POLL_MAX)  # nothing wakes us for these
             # Only exit watches are registered now: any event is an exit.
             self._selector.select(min(wait, _MAX_WAIT))
-            self._watcher.collect()
+            for pid in self._watcher.collect():
+                reported = self._by_pid.get(pid)
+                if reported is not None and reported.state is JobState.RUNNING:
+                    self._start_polling(reported)  # reported, maybe not yet reapable
 
     def _close_fds(self, job: Job) -> None:
         """Close every pipe end of the job's, without calling user code.
@@ -936,6 +1002,10 @@ class Reactor:
             f"<Reactor {state} running={len(self._live)} pending={len(self._pending)} "
             f"watcher={self._watcher.name}>"
         )
+
+
+#: In a forked child: kqueue objects inherited as dead numbers, never closed.
+_FORKED_KQUEUES: list[object] = []
 
 
 def _is_kqueue(selector: selectors.BaseSelector) -> bool:

@@ -345,3 +345,178 @@ def test_forked_child_leaves_popen_copies_quiet() -> None:
         os.waitpid(pid, 0)
         assert job.wait(timeout=10) == 0
     assert report == "[]"
+
+
+# -- third review ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("watcher", ["pidfd", "poll"])
+def test_children_reaped_by_someone_else_still_finish(watcher: str) -> None:
+    """SIGCHLD ignored: the kernel reaps, waitid says ECHILD; Popen gives 0."""
+    old = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    try:
+        with pr.Reactor(watcher=watcher) as reactor:
+            quick = reactor.spawn(["true"])
+            stopped = reactor.spawn(["sleep", "30"], timeout=0.2)
+            reactor.run(timeout=10)
+            lingering = reactor.spawn(["sleep", "30"])
+            reactor.step(0)
+            t0 = time.monotonic()
+            reactor.close()
+            assert time.monotonic() - t0 < 5
+    finally:
+        signal.signal(signal.SIGCHLD, old)
+    assert (quick.returncode, stopped.returncode, lingering.returncode) == (0, 0, 0)
+    assert stopped.timed_out
+
+
+def test_error_kills_sigterm_ignoring_grandchild_of_an_exited_child() -> None:
+    """The child exited; its grandchild holds stdout and ignores SIGTERM.
+    Leaving the with block by an exception must still kill it."""
+    code = ("import subprocess, sys\n"  # the grandchild inherits our stdout pipe
+            "g = subprocess.Popen([sys.executable, '-c', 'import signal, sys, time; "
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN); print(file=sys.stderr, flush=True); "
+            "time.sleep(30)'], stderr=subprocess.PIPE)\n"
+            "g.stderr.readline()\n"
+            "print(g.pid, flush=True)\n")
+    pids: list[str] = []
+
+    class Stop(Exception):
+        pass
+
+    with pytest.raises(Stop):
+        with pr.Reactor() as reactor:
+            job = reactor.spawn(python(code), stdout=pr.LineSink(pids.append), eof_grace=60,
+                                kill_grace=0.3)
+            while job.state is not pr.JobState.EXITED:
+                reactor.step(5)
+            raise Stop
+    grandchild = int(pids[0])
+    wait_gone(grandchild, timeout=5)
+
+
+def test_early_shared_exit_event_during_close_falls_back_to_polling(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """kqueue may report an exit before waitpid can reap it; in close() the
+    reactor must poll, not sleep out the whole kill_grace."""
+    from pipereactor import _childwatch
+
+    class EarlyWatcher(_childwatch.ChildWatcher):
+        name = "early"
+
+        def __init__(self) -> None:
+            self.r, self.w = os.pipe()
+            os.set_blocking(self.r, False)
+            self.pids: list[int] = []
+
+        def fileno(self) -> int | None:
+            return self.r
+
+        def watch(self, pid: int) -> int | None:
+            self.pids.append(pid)
+            return _childwatch.SHARED
+
+        def fire(self) -> None:
+            os.write(self.w, b"!")  # "exited", while the child is still alive
+
+        def collect(self) -> list[int]:
+            try:
+                os.read(self.r, 64)
+            except BlockingIOError:
+                return []
+            pids, self.pids = self.pids, []
+            return pids
+
+        def close(self) -> None:
+            os.close(self.r)
+            os.close(self.w)
+
+    watcher = EarlyWatcher()
+    monkeypatch.setattr(_childwatch, "make_watcher", lambda kind: watcher)
+    slow_exit = ("import signal, sys, time\n"
+                 "signal.signal(signal.SIGTERM, lambda *a: (time.sleep(0.3), sys.exit(0)))\n"
+                 "print(flush=True)\ntime.sleep(30)\n")
+    reactor = pr.Reactor()
+    job = reactor.spawn(python(slow_exit), stdout=pr.PIPE, kill_grace=30)
+    while not job.stdout.getvalue():
+        reactor.step(5)
+    reactor.step(0.05)  # the confirming poll tick: alive, so left to the watcher
+    watcher.fire()
+    t0 = time.monotonic()
+    reactor.close()
+    assert time.monotonic() - t0 < 5
+    assert job.returncode == 0
+
+
+def test_send_signal_never_reaps_behind_the_reactor() -> None:
+    from pipereactor import _childwatch
+
+    with pr.Reactor(watcher="poll") as reactor:
+        job = reactor.spawn(["true"])
+        assert job.pid is not None
+        _childwatch.wait_exited(job.pid)  # a zombie the reactor has not seen yet
+        job.send_signal(signal.SIGTERM)
+        assert _childwatch.exited_unreaped(job.pid) is True
+        assert job.wait(timeout=10) == 0
+
+
+def test_interrupt_right_after_popen_leaves_no_child(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipereactor import _reactor
+
+    class InterruptOnce:
+        def __init__(self) -> None:
+            self.fired = False
+
+        def monotonic(self) -> float:
+            if not self.fired:
+                self.fired = True
+                raise KeyboardInterrupt  # right after Popen() returned
+            return time.monotonic()
+
+    monkeypatch.setattr(_reactor, "time", InterruptOnce())
+    with pr.Reactor() as reactor:
+        with pytest.raises(KeyboardInterrupt):
+            reactor.spawn(["sleep", "30"], stdin=pr.PIPE, stdout=pr.PIPE, stderr=pr.PIPE)
+        assert "running=0" in repr(reactor)
+    # the zombie and fd guards check that the child was reaped and its pipes closed
+
+
+def test_interrupt_while_cancelling_the_queue_in_close_still_reaps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pipereactor import _reactor
+
+    def interrupting(*args: Any) -> pr.JobCancelled:
+        monkeypatch.undo()
+        raise KeyboardInterrupt
+
+    reactor = pr.Reactor(max_parallel=1)
+    running = reactor.spawn(["sleep", "30"], kill_grace=0.2)
+    queued = reactor.spawn(["true"])
+    reactor.step(0)
+    monkeypatch.setattr(_reactor, "JobCancelled", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        reactor.close()
+    assert running.done and running.returncode is not None
+    assert queued.done
+    assert "closed running=0 pending=0" in repr(reactor)
+
+
+def test_persistent_error_while_reaping_in_close_does_not_spin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pipereactor import _childwatch
+
+    def broken(pid: int) -> bool | None:
+        raise OSError(22, "Invalid argument")
+
+    reactor = pr.Reactor()
+    job = reactor.spawn(["sleep", "30"], kill_grace=0.2)
+    reactor.step(0)
+    monkeypatch.setattr(_childwatch, "exited_unreaped", broken)
+    t0 = time.monotonic()
+    with pytest.raises(OSError, match="Invalid argument"):
+        reactor.close()
+    assert time.monotonic() - t0 < 5
+    assert job.done and job.returncode is not None
