@@ -198,7 +198,8 @@ class Job:
         self._reactor._drive_until(lambda: self.state is JobState.DONE, timeout, self.args)
         if self.error is not None:
             raise self.error
-        assert self.returncode is not None
+        if self.returncode is None:  # cancelled while an interrupt cut the cleanup short
+            raise JobCancelled(f"job {self.args!r} never ran")
         return self.returncode
 
     def check(self) -> None:
@@ -277,6 +278,9 @@ class Job:
         if self._own_group:
             if self._swept:
                 return  # the group was SIGKILLed; its id may be free by now
+            # Known gap: a job whose child was reaped while the pipe holder had
+            # left the group (setsid) has an empty group whose id may be
+            # recycled; a kill in that window can reach the new owner.
             # The group outlives its leader while a grandchild is in it, and
             # its id cannot be reused meanwhile (POSIX).  Once the leader is
             # reaped and the group is empty, the id is free again: so the

@@ -238,7 +238,8 @@ class Reactor:
     def _start(self, job: Job) -> None:
         """PENDING -> RUNNING: create the process and register its fds.
 
-        Raises whatever Popen raises; then no process exists and no fd is open.
+        Raises whatever Popen, or the registration, raises; then the job is
+        PENDING again, its child (if any) killed and reaped, no fd open.
         """
         stdin, stdout, stderr = job._popen_stdio
         popen = subprocess.Popen(
@@ -251,33 +252,31 @@ class Reactor:
             job.state = JobState.RUNNING
             self._live.add(job)
             self._register(job, popen)
+            if job.timeout is not None:
+                self._schedule(job.started_at + job.timeout, _TIMEOUT, job)
         except BaseException:
             # Registration failed (ENOSPC from epoll, an interrupt): undo it
             # all, back to a job that never started.
             self._undo_start(job, popen)
             raise
-        if job.timeout is not None:
-            self._schedule(job.started_at + job.timeout, _TIMEOUT, job)
 
     def _undo_start(self, job: Job, popen: subprocess.Popen[bytes]) -> None:
         """Kill and reap a child just started, close its pipes.  Interrupts
         cannot cut this short (the caller re-raises the first one)."""
-        while True:
+        while popen.returncode is None:  # unreaped: pid and group id are its own
             try:
-                # Unreaped, so its pid and group id are still its own.
-                if job._own_group:
-                    os.killpg(popen.pid, signal.SIGKILL)
-                else:
-                    os.kill(popen.pid, signal.SIGKILL)
+                try:
+                    if job._own_group:
+                        os.killpg(popen.pid, signal.SIGKILL)
+                    else:
+                        os.kill(popen.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
                 popen.wait()
-                break
-            except ProcessLookupError:
-                popen.wait()
-                break
             except Exception:
-                break  # not an interrupt: retrying would not help
+                break  # EPERM (a setuid child), say: it is beyond our reach
             except BaseException:
-                continue  # an interrupt: send the kill (again), wait again
+                continue  # an interrupt: kill (again) and wait again
         for file in (popen.stdin, popen.stdout, popen.stderr):
             if file is not None:  # not yet taken over by _register
                 file.close()
@@ -308,7 +307,9 @@ class Reactor:
             if isinstance(writer.feed, StdinWriter):
                 writer.feed._wake = lambda: self._want_write(writer)
             self._want_write(writer)
+        # On the job at once, so that _unwatch releases it whatever happens.
         handle = self._watcher.watch(popen.pid)
+        watch = job._exit_watch = None if handle is None or handle < 0 else _ExitWatch(job, handle)
         if handle is None:
             self._start_polling(job)
         elif handle == _childwatch.SHARED:
@@ -318,8 +319,7 @@ class Reactor:
             self._confirming.add(job)
             self._start_polling(job)
         else:
-            job._exit_watch = _ExitWatch(job, handle)
-            self._selector.register(handle, selectors.EVENT_READ, job._exit_watch)
+            self._selector.register(handle, selectors.EVENT_READ, watch)
 
     # -- driving the loop ------------------------------------------------------
 
@@ -796,8 +796,9 @@ class Reactor:
             # a full pipe, so that SIGTERM finds them able to exit.
             for job in live:
                 errors.extend(_call_quietly(self._begin_kill, job))
-            # An interrupt here cuts the grace short: SIGKILL follows at once.
-            errors.extend(_call_quietly(self._reap_within, live))
+            # An interrupt (before or during the grace) cuts it short.
+            graceful = not any(not isinstance(e, Exception) for e in errors)
+            errors.extend(_call_quietly(self._reap_within, live, graceful))
             for job in live:
                 errors.extend(_call_quietly(self._kill_and_reap, job))
                 errors.extend(_call_quietly(self._retire, job))
@@ -821,9 +822,11 @@ class Reactor:
 
     @staticmethod
     def _cancel_queued(job: Job) -> None:
-        job.state = JobState.DONE  # first: whatever follows, it is not left queued
-        job.cancelled = True
-        job.error = JobCancelled(f"job {job.args!r} was cancelled before it started")
+        try:
+            job.cancelled = True
+            job.error = JobCancelled(f"job {job.args!r} was cancelled before it started")
+        finally:
+            job.state = JobState.DONE  # whatever happens, it is not left queued
 
     def _begin_kill(self, job: Job) -> None:
         job._stopping = True
@@ -843,40 +846,52 @@ class Reactor:
         self._live.discard(job)
 
     def _kill_and_reap(self, job: Job) -> None:
-        """SIGKILL and reap a child still running; an interrupt cannot stop it
-        (the wait after SIGKILL is short), and another error ends in a plain
-        ``Popen.wait()``."""
+        """SIGKILL the job's group and reap its child.
+
+        An interrupt cannot stop it (the wait after SIGKILL is short; the
+        first interrupt is re-raised at the end); after any other error it
+        falls back to a plain ``Popen.wait()``.
+        """
         popen = job._popen
         assert popen is not None
         if job.state is not JobState.RUNNING:
-            return  # reaped already, its group swept by _reap (or SIGKILLed
-                    # by _reap_within if the child had exited before)
-        interrupt: BaseException | None = None
-        while True:
-            try:
+            # Reaped already.  If _reap_within was cut short, what is left of
+            # the group never got its SIGKILL.
+            if job._group_alive():
                 job._signal_group(signal.SIGKILL)
-                # Wait for the exit without reaping, so that _reap sweeps the
-                # group while the leader's id is still reserved.
-                _childwatch.wait_exited(popen.pid)
-                if not self._reap(job):
-                    popen.wait()  # no waitid here
-                    self._reap(job)
-                break
-            except Exception:
-                popen.wait()
-                self._reap(job)
-                break
+            return
+        interrupt: BaseException | None = None
+        error: Exception | None = None
+        plain_wait = False
+        while popen.returncode is None:
+            try:
+                if plain_wait:
+                    popen.wait()
+                else:
+                    job._signal_group(signal.SIGKILL)
+                    # Wait for the exit without reaping, so that _reap sweeps
+                    # the group while the leader's id is still reserved.
+                    _childwatch.wait_exited(popen.pid)
+                    plain_wait = not self._reap(job)  # no waitid on this system
+            except Exception as exc:
+                error = error or exc
+                plain_wait = True
             except BaseException as exc:
                 interrupt = interrupt or exc
         if interrupt is not None:
             raise interrupt
+        if error is not None:
+            raise error
 
-    def _reap_within(self, jobs: list[Job]) -> None:
+    def _reap_within(self, jobs: list[Job], graceful: bool = True) -> None:
         """Wait for these jobs' children to exit (reaping them) and for the
         groups of those that had exited already to empty; SIGKILL each that
-        is still there once its own kill_grace is over."""
+        is still there once its own kill_grace is over (at once if not
+        ``graceful``)."""
+        for job in jobs:
+            self._close_fds(job)  # again, if an interrupt cut _begin_kill short
         now = time.monotonic()
-        kill_at = {job: now + job.kill_grace for job in jobs}
+        kill_at = {job: now + (job.kill_grace if graceful else 0.0) for job in jobs}
         while True:
             for job in jobs:
                 self._reap(job)

@@ -500,6 +500,8 @@ def test_interrupt_while_cancelling_the_queue_in_close_still_reaps(
         reactor.close()
     assert running.done and running.returncode is not None
     assert queued.done
+    with pytest.raises(pr.JobCancelled):
+        queued.wait()
     assert "closed running=0 pending=0" in repr(reactor)
 
 
@@ -520,3 +522,72 @@ def test_persistent_error_while_reaping_in_close_does_not_spin(
         reactor.close()
     assert time.monotonic() - t0 < 5
     assert job.done and job.returncode is not None
+
+
+# -- fourth review ---------------------------------------------------------------------
+
+
+EXITED_WITH_STUBBORN_GRANDCHILD = (
+    "import subprocess, sys\n"  # the grandchild inherits our stdout pipe, ignores SIGTERM
+    "g = subprocess.Popen([sys.executable, '-c', 'import signal, sys, time; "
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN); print(file=sys.stderr, flush=True); "
+    "time.sleep(30)'], stderr=subprocess.PIPE)\n"
+    "g.stderr.readline()\n"
+    "print(g.pid, flush=True)\n"
+)
+
+
+def test_second_interrupt_still_kills_group_of_an_exited_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    pids: list[str] = []
+    reactor = pr.Reactor()
+    job = reactor.spawn(python(EXITED_WITH_STUBBORN_GRANDCHILD), stdout=pr.LineSink(pids.append),
+                        eof_grace=60, kill_grace=30)
+    while job.state is not pr.JobState.EXITED:
+        reactor.step(5)
+
+    def interrupted(*args: Any) -> None:
+        raise KeyboardInterrupt  # Ctrl-C again, during the grace
+
+    monkeypatch.setattr(reactor, "_reap_within", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        reactor.close()
+    wait_gone(int(pids[0]), timeout=5)
+
+
+def test_interrupt_while_scheduling_the_timeout_leaves_no_child(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sink = CountingSink()
+    with pr.Reactor() as reactor:
+        real = reactor._schedule
+
+        def interrupted_once(*args: Any) -> None:
+            monkeypatch.setattr(reactor, "_schedule", real)
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(reactor, "_schedule", interrupted_once)
+        with pytest.raises(KeyboardInterrupt):
+            reactor.spawn(["sleep", "30"], stdout=sink, timeout=0.1)
+        assert "running=0" in repr(reactor)
+    assert sink.closes == 1
+    # the zombie and fd guards check the child was reaped and its pipe closed
+
+
+def test_interrupt_in_begin_kill_cuts_the_grace_and_does_not_spin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reactor = pr.Reactor()
+    job = reactor.spawn(["yes"], stdout=pr.NullSink(), kill_grace=30)
+    reactor.step(0.05)
+
+    def interrupted(job: pr.Job) -> None:
+        raise KeyboardInterrupt  # before our pipe end is closed or SIGTERM sent
+
+    monkeypatch.setattr(reactor, "_begin_kill", interrupted)
+    t0 = time.process_time()
+    w0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        reactor.close()
+    assert time.monotonic() - w0 < 5
+    assert time.process_time() - t0 < 2
+    assert job.done and job.returncode in (-signal.SIGPIPE, -signal.SIGKILL)
