@@ -337,13 +337,17 @@ def test_step_returns_whether_work_remains() -> None:
 
 def test_on_exit_runs_after_sinks_are_closed(make_reactor: MakeReactor) -> None:
     """The last line without a newline reaches a LineSink before on_exit."""
-    lines: list[str] = []
     seen: list[list[str]] = []
+
+    def spawn_one(reactor: pr.Reactor) -> None:
+        lines: list[str] = []  # one list per job: jobs run concurrently
+        reactor.spawn(["printf", "a\\nb"], stdout=pr.LineSink(lines.append),
+                      on_exit=lambda job: seen.append(list(lines)))
+
     with make_reactor() as reactor:
         for _ in range(20):
-            reactor.spawn(["printf", "a\\nb"], stdout=pr.LineSink(lines.append),
-                          on_exit=lambda job: seen.append(list(lines)))
-    assert all(snapshot[-1] == "b" for snapshot in seen)
+            spawn_one(reactor)
+    assert seen == [["a", "b"]] * 20
 
 
 def test_no_busy_loop_while_children_are_quiet(make_reactor: MakeReactor) -> None:
