@@ -74,12 +74,14 @@ def test_iterable_stdin_is_pulled_lazily() -> None:
             yield b"x" * 65536
 
     with pr.Reactor() as reactor:
-        job = reactor.spawn(python("import sys; sys.stdout.write('up\\n'); sys.stdin.readline()"),
+        job = reactor.spawn(python("import time; print('up'); time.sleep(30)"),
                             stdin=gen(), stdout=pr.PIPE)
-        # The child reads one line (there is no newline): it blocks, we block on a full pipe.
-        reactor.step(0.5)
-        reactor.step(0.2)
-        assert pulled <= 64  # at most a pipe's worth (and a little) was pulled
+        while not job.stdout.getvalue():
+            reactor.step(5)
+        for _ in range(5):
+            reactor.step(0.05)
+        # A 64 KiB pipe takes one item; one more is pulled and waits for room.
+        assert pulled <= 3
         job.kill()
         job.wait(timeout=10)
     assert job.returncode == -9
