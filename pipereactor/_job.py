@@ -47,13 +47,12 @@ class JobCancelled(Exception):
 class _Reader:
     """The parent's end of a child's stdout or stderr, and where its bytes go."""
 
-    __slots__ = ("job", "fd", "sink", "name")
+    __slots__ = ("job", "fd", "sink")
 
-    def __init__(self, job: Job, fd: Fd, sink: Sink, name: str) -> None:
+    def __init__(self, job: Job, fd: Fd, sink: Sink) -> None:
         self.job = job
         self.fd = fd
         self.sink = sink
-        self.name = name
 
 
 class _Writer:

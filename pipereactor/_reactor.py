@@ -291,11 +291,10 @@ class Reactor:
         # We own the pipe ends from here on; Popen must not read or close them.
         # They are all on the job before any registration that may fail, so
         # that _close_fds finds every one.
-        for name, file, sink in (("stdout", popen.stdout, job._sinks[0]),
-                                 ("stderr", popen.stderr, job._sinks[1])):
+        for file, sink in ((popen.stdout, job._sinks[0]), (popen.stderr, job._sinks[1])):
             if file is not None:
                 assert sink is not None
-                job._readers.append(_Reader(job, Fd(file), sink, name))
+                job._readers.append(_Reader(job, Fd(file), sink))
         if popen.stdin is not None:
             assert job._feed is not None
             job._writer = _Writer(job, Fd(popen.stdin), job._feed)
@@ -594,19 +593,25 @@ class Reactor:
         """-> DONE: the state is final before any user code runs."""
         job.state = JobState.DONE
         self._live.discard(job)
+        errors = self._settle(job)
+        if errors:
+            raise errors[0]
+
+    def _settle(self, job: Job) -> list[BaseException]:
+        """The user-facing end of a DONE job: queue it for as_completed, close
+        the sinks still open (those of a job that never started, or was
+        killed), call on_exit.  Each runs even if another raised; what they
+        raised is returned."""
         self._completed.append(job)
         if isinstance(job._feed, StdinWriter):
             job._feed._break()
-        # Sinks still open here belong to a job that never started.  Each is
-        # closed, and on_exit called, even if one of them raises.
         errors: list[BaseException] = []
         sinks, job._open_sinks = job._open_sinks, []
         for sink in sinks:
             errors.extend(_call_quietly(_close_sink, sink))
         if job.on_exit is not None:
             errors.extend(_call_quietly(job.on_exit, job))
-        if errors:
-            raise errors[0]
+        return errors
 
     def _cancel(self, job: Job) -> None:
         if job.state is JobState.PENDING:
@@ -803,16 +808,7 @@ class Reactor:
                 errors.extend(_call_quietly(self._kill_and_reap, job))
                 errors.extend(_call_quietly(self._retire, job))
             for job in (*live, *pending):
-                self._completed.append(job)
-                if isinstance(job._feed, StdinWriter):
-                    job._feed._break()
-            for job in (*live, *pending):
-                sinks, job._open_sinks = job._open_sinks, []
-                for sink in sinks:
-                    errors.extend(_call_quietly(_close_sink, sink))
-            for job in (*live, *pending):
-                if job.on_exit is not None:
-                    errors.extend(_call_quietly(job.on_exit, job))
+                errors.extend(self._settle(job))
         finally:
             self._stopping_all = False
         interrupts = [e for e in errors if not isinstance(e, Exception)]

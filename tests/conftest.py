@@ -193,3 +193,24 @@ class CountingSink(pr.BytesSink):
 
     def close(self) -> None:
         self.closes += 1
+
+
+def wait_gone(pid: int, timeout: float = 10.0) -> None:
+    """Block until process ``pid`` (not our child) has exited, via its pidfd."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        assert ready, f"process {pid} still alive after {timeout} s"
+    finally:
+        os.close(fd)
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import os
-import select
 import signal
 import subprocess
 import time
@@ -13,30 +12,9 @@ from collections.abc import Callable
 import pytest
 
 import pipereactor as pr
-from conftest import CountingSink, child, python
+from conftest import CountingSink, alive, child, python, wait_gone
 
 MakeReactor = Callable[..., pr.Reactor]
-
-
-def wait_gone(pid: int, timeout: float = 10.0) -> None:
-    """Block until process ``pid`` (not our child) has exited, via its pidfd."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        ready, _, _ = select.select([fd], [], [], timeout)
-        assert ready, f"process {pid} still alive after {timeout} s"
-    finally:
-        os.close(fd)
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ")[1][0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 # -- exit detection ---------------------------------------------------------------

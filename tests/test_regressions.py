@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 
 import pipereactor as pr
-from conftest import CountingSink, python
-from test_lifecycle import alive, wait_gone
+from conftest import CountingSink, alive, python, wait_gone
 
 
 def test_fast_reader_of_endless_stdin_does_not_starve_the_loop() -> None:
@@ -359,6 +358,16 @@ def test_forked_child_leaves_popen_copies_quiet() -> None:
     assert report == "[]"
 
 
+EXITED_WITH_STUBBORN_GRANDCHILD = (
+    "import subprocess, sys\n"  # the grandchild inherits our stdout pipe, ignores SIGTERM
+    "g = subprocess.Popen([sys.executable, '-c', 'import signal, sys, time; "
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN); print(file=sys.stderr, flush=True); "
+    "time.sleep(30)'], stderr=subprocess.PIPE)\n"
+    "g.stderr.readline()\n"
+    "print(g.pid, flush=True)\n"
+)
+
+
 # -- third review ------------------------------------------------------------------------
 
 
@@ -385,12 +394,6 @@ def test_children_reaped_by_someone_else_still_finish(watcher: str) -> None:
 def test_error_kills_sigterm_ignoring_grandchild_of_an_exited_child() -> None:
     """The child exited; its grandchild holds stdout and ignores SIGTERM.
     Leaving the with block by an exception must still kill it."""
-    code = ("import subprocess, sys\n"  # the grandchild inherits our stdout pipe
-            "g = subprocess.Popen([sys.executable, '-c', 'import signal, sys, time; "
-            "signal.signal(signal.SIGTERM, signal.SIG_IGN); print(file=sys.stderr, flush=True); "
-            "time.sleep(30)'], stderr=subprocess.PIPE)\n"
-            "g.stderr.readline()\n"
-            "print(g.pid, flush=True)\n")
     pids: list[str] = []
 
     class Stop(Exception):
@@ -398,8 +401,8 @@ def test_error_kills_sigterm_ignoring_grandchild_of_an_exited_child() -> None:
 
     with pytest.raises(Stop):
         with pr.Reactor() as reactor:
-            job = reactor.spawn(python(code), stdout=pr.LineSink(pids.append), eof_grace=60,
-                                kill_grace=0.3)
+            job = reactor.spawn(python(EXITED_WITH_STUBBORN_GRANDCHILD),
+                                stdout=pr.LineSink(pids.append), eof_grace=60, kill_grace=0.3)
             while job.state is not pr.JobState.EXITED:
                 reactor.step(5)
             raise Stop
@@ -539,14 +542,6 @@ def test_persistent_error_while_reaping_in_close_does_not_spin(
 # -- fourth review ---------------------------------------------------------------------
 
 
-EXITED_WITH_STUBBORN_GRANDCHILD = (
-    "import subprocess, sys\n"  # the grandchild inherits our stdout pipe, ignores SIGTERM
-    "g = subprocess.Popen([sys.executable, '-c', 'import signal, sys, time; "
-    "signal.signal(signal.SIGTERM, signal.SIG_IGN); print(file=sys.stderr, flush=True); "
-    "time.sleep(30)'], stderr=subprocess.PIPE)\n"
-    "g.stderr.readline()\n"
-    "print(g.pid, flush=True)\n"
-)
 
 
 def test_second_interrupt_still_kills_group_of_an_exited_job(monkeypatch: pytest.MonkeyPatch) -> None:
