@@ -5,10 +5,11 @@ stderr into sinks, and notices their exits, all from a single ``selectors``
 loop.  See the README for the semantics; each name below documents its own.
 """
 
-from subprocess import DEVNULL, PIPE, STDOUT, CalledProcessError, TimeoutExpired
+from subprocess import DEVNULL, PIPE, STDOUT, CalledProcessError, CompletedProcess, TimeoutExpired
 
 from ._fdio import StdinWriter
 from ._job import Job, JobCancelled, JobState
+from ._oneshot import communicate, run
 from ._reactor import Reactor
 from ._sinks import (
     BytesSink,
@@ -31,6 +32,9 @@ __all__ = [
     "STDOUT",
     "TimeoutExpired",
     "CalledProcessError",
+    "CompletedProcess",
+    "run",
+    "communicate",
     "Reactor",
     "Job",
     "JobState",

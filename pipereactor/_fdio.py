@@ -30,23 +30,37 @@ WAIT: Final = b""
 
 
 class Fd:
-    """One pipe end the reactor owns, non-blocking from construction on."""
+    """One pipe end the reactor holds, non-blocking while it holds it.
 
-    __slots__ = ("fd", "_file")
+    The file object stays the owner of the descriptor: ``close()`` closes it
+    through the file (so its finaliser never closes the number twice), and
+    ``release()`` hands it back untouched, blocking again if it was.
+    """
+
+    __slots__ = ("fd", "_file", "_was_blocking")
 
     def __init__(self, file: IO[bytes]) -> None:
-        # Popen wrapped the fd in a FileIO; it stays the owner so that its
-        # close (or its finaliser, if we are bypassed) closes the fd once.
         self._file = file
         self.fd = file.fileno()
-        # O_NONBLOCK is per open-file description: only ever set it on pipe
-        # ends we created, never on a file the caller handed us.
+        # O_NONBLOCK is per open-file description: it is set only on pipe ends
+        # created for a child, and undone by release() on borrowed ones.
+        self._was_blocking = os.get_blocking(self.fd)
         os.set_blocking(self.fd, False)
 
     def close(self) -> None:
         if self.fd >= 0:
             self.fd = -1
-            self._file.close()
+            try:
+                self._file.close()
+            except BrokenPipeError:
+                pass  # a text wrapper flushing into a pipe nobody reads
+
+    def release(self) -> None:
+        """Give the file back open, in its original blocking mode."""
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            if self._was_blocking:
+                os.set_blocking(fd, True)
 
     def __repr__(self) -> str:
         return f"<Fd {self.fd}>"

@@ -34,10 +34,10 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Any, Final
+from typing import IO, Any, Final
 
 from . import _childwatch
-from ._fdio import Fd, StdinSource, StdinWriter, read_chunk, write_some
+from ._fdio import Fd, Feed, StdinSource, StdinWriter, read_chunk, write_some
 from ._job import Args, Job, JobCancelled, JobState, _ExitWatch, _Reader, _Writer
 from ._sinks import OutputTarget, Sink
 from ._spawnargs import check_args, check_popen_kwargs, check_seconds, make_feed, output_target
@@ -299,6 +299,10 @@ class Reactor:
             assert job._feed is not None
             job._writer = _Writer(job, Fd(popen.stdin), job._feed)
         popen.stdin = popen.stdout = popen.stderr = None
+        self._watch_job(job, popen.pid)
+
+    def _watch_job(self, job: Job, pid: int) -> None:
+        """Register a RUNNING job's pipe ends and its exit with the loop."""
         for reader in job._readers:
             self._selector.register(reader.fd.fd, selectors.EVENT_READ, reader)
         writer = job._writer
@@ -307,18 +311,88 @@ class Reactor:
                 writer.feed._wake = lambda: self._want_write(writer)
             self._want_write(writer)
         # On the job at once, so that _unwatch releases it whatever happens.
-        handle = self._watcher.watch(popen.pid)
+        handle = self._watcher.watch(pid)
         watch = job._exit_watch = None if handle is None or handle < 0 else _ExitWatch(job, handle)
         if handle is None:
             self._start_polling(job)
         elif handle == _childwatch.SHARED:
-            self._by_pid[popen.pid] = job
+            self._by_pid[pid] = job
             # kqueue reports only exits after registration: one poll tick
             # catches a child that was gone before (see _poll_tick).
             self._confirming.add(job)
             self._start_polling(job)
         else:
             self._selector.register(handle, selectors.EVENT_READ, watch)
+
+    # -- borrowing a caller's Popen (for pipereactor.communicate) -----------------
+
+    def _adopt(
+        self,
+        popen: subprocess.Popen[Any],
+        stdin: tuple[IO[Any], Feed] | None,
+        stdout: tuple[IO[Any], Sink] | None,
+        stderr: tuple[IO[Any], Sink] | None,
+        eof_grace: float | None,
+        exited_at: float | None = None,
+    ) -> Job:
+        """Drive a Popen someone else started, as a RUNNING (or EXITED) job.
+
+        Its pipe files are borrowed: non-blocking until ``_detach`` hands them
+        back, closed through the file at EOF (as ``Popen.communicate`` does).
+        The child is reaped by ``popen.poll()`` and never signalled: the job has
+        no timeout and is not its own process group as far as we know.
+        ``exited_at`` carries the eof_grace clock over from an earlier call.
+        """
+        job = Job(
+            self, popen.args, {},
+            (None, stdin[1] if stdin else None),
+            (None, stdout[1] if stdout else None, None),
+            (None, stderr[1] if stderr else None, None),
+            None, 0.0, eof_grace, None,
+        )
+        job._popen = popen
+        job.pid = popen.pid
+        job.started_at = time.monotonic()
+        job.state = JobState.RUNNING
+        self._live.add(job)
+        try:
+            for pair in (stdout, stderr):
+                if pair is not None:
+                    job._readers.append(_Reader(job, Fd(pair[0]), pair[1]))
+            if stdin is not None:
+                job._writer = _Writer(job, Fd(stdin[0]), stdin[1])
+            if popen.returncode is None:
+                self._watch_job(job, popen.pid)
+            else:  # reaped already (by an earlier call, or the caller's wait())
+                job.returncode = popen.returncode
+                job.exited_at = time.monotonic() if exited_at is None else exited_at
+                job.state = JobState.EXITED
+                if job._writer is not None:
+                    self._end_input(job._writer)
+                for reader in job._readers:
+                    self._selector.register(reader.fd.fd, selectors.EVENT_READ, reader)
+                if job._readers and eof_grace is not None:
+                    self._schedule(job.exited_at + eof_grace, _EOF, job)
+                self._maybe_finish(job)
+        except BaseException:
+            self._detach(job)
+            raise
+        return job
+
+    def _detach(self, job: Job) -> None:
+        """Stop driving an adopted job and leave its process alone; the pipe
+        files still open go back to their owner, in blocking mode again."""
+        for reader in job._readers:
+            self._unregister_quietly(reader.fd.fd)
+            reader.fd.release()
+        writer = job._writer
+        if writer is not None:
+            if writer.registered:
+                self._unregister_quietly(writer.fd.fd)
+                writer.registered = False
+            writer.fd.release()
+        self._unwatch(job)
+        self._live.discard(job)
 
     # -- driving the loop ------------------------------------------------------
 

@@ -17,6 +17,7 @@ import select
 import selectors
 import signal
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -30,6 +31,21 @@ DEADLINE = 30
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "deadline(seconds): per-test time limit")
+
+
+#: Filled by test_stdlib_subprocess.py: how CPython's own tests fared.
+STDLIB_TALLY: Counter[str] = Counter()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if STDLIB_TALLY:
+        t = STDLIB_TALLY
+        version = ".".join(map(str, sys.version_info[:3]))
+        terminalreporter.write_line(
+            f"CPython {version} test.test_subprocess routed through pipereactor: "
+            f"{t['ran']} ran, {t['passed']} passed, {t['failed']} failed, "
+            f"{t['skipped']} skipped by the stdlib, {t['excluded']} excluded"
+        )
 
 
 class DeadlineExceeded(Exception):

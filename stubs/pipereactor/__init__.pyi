@@ -8,11 +8,13 @@
 import enum
 import os
 import selectors
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from subprocess import DEVNULL as DEVNULL
 from subprocess import PIPE as PIPE
 from subprocess import STDOUT as STDOUT
 from subprocess import CalledProcessError as CalledProcessError
+from subprocess import CompletedProcess as CompletedProcess
+from subprocess import Popen
 from subprocess import TimeoutExpired as TimeoutExpired
 from types import TracebackType
 from typing import IO, Any, Protocol, TypeAlias, runtime_checkable
@@ -25,6 +27,9 @@ __all__ = [
     "STDOUT",
     "TimeoutExpired",
     "CalledProcessError",
+    "CompletedProcess",
+    "run",
+    "communicate",
     "Reactor",
     "Job",
     "JobState",
@@ -220,3 +225,28 @@ class Reactor:
         tb: TracebackType | None,
     ) -> None: ...
     def __del__(self) -> None: ...
+
+# -- subprocess drop-ins -------------------------------------------------------
+
+def run(
+    args: _Args,
+    *,
+    stdin: Any = None,
+    input: Any = None,
+    stdout: Any = None,
+    stderr: Any = None,
+    capture_output: bool = False,
+    shell: bool = False,
+    cwd: _StrOrBytesPath | None = None,
+    timeout: float | None = None,
+    check: bool = False,
+    encoding: str | None = None,
+    errors: str | None = None,
+    text: bool | None = None,
+    env: Mapping[Any, Any] | None = None,
+    universal_newlines: bool | None = None,
+    **other_popen_kwargs: Any,
+) -> CompletedProcess[Any]: ...
+def communicate(
+    popen: Popen[Any], input: Any = None, timeout: float | None = None
+) -> tuple[Any, Any]: ...

@@ -13,7 +13,7 @@ import os
 import selectors
 import subprocess
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pipereactor as pr
 
@@ -94,3 +94,9 @@ def usage() -> None:
     assert_type(pr.as_sink(print, "stdout"), pr.Sink)
     sink: pr.Sink = pr.BytesSink()
     assert_type(sink.write(b"x"), object)
+
+    done = pr.run(["true"], capture_output=True, timeout=5.0, check=True, text=True)
+    assert_type(done, subprocess.CompletedProcess[Any])
+    assert isinstance(done, pr.CompletedProcess)
+    popen = subprocess.Popen(["cat"], stdin=pr.PIPE, stdout=pr.PIPE)
+    assert_type(pr.communicate(popen, b"x", timeout=1.0), tuple[Any, Any])

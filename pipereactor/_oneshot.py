@@ -1,0 +1,314 @@
+"""``run()`` and ``communicate()``: subprocess's one-child calls, on a reactor.
+
+Both keep the stdlib's contract to the letter: the same arguments, return
+values, exceptions and text handling, because ``subprocess.Popen`` still
+starts the child (so every Popen argument and error is the stdlib's own) and
+still reaps it.  What changes is who moves the bytes: a one-job ``Reactor``
+borrows the Popen's pipe files for the length of the call.
+
+One deliberate difference: once the child has exited, its pipes get
+``EOF_GRACE`` seconds to reach EOF.  A grandchild that inherited stdout and
+keeps running (a daemon, ``sleep 60 &`` in a shell) no longer makes the call
+wait for it: ``subprocess.run`` without a timeout waits for ever there
+(CPython fixed bpo-37424 only on the timeout path).  The grandchild is left
+running, and what it writes later is not read.
+
+``communicate(popen)`` can be called again after ``TimeoutExpired``: the output
+read so far and the input not yet written are kept, per Popen, until the
+Popen is garbage.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import selectors
+import signal
+import subprocess
+import time
+import weakref
+from collections.abc import Mapping, Sequence
+from typing import IO, Any, Final
+
+from ._fdio import BytesFeed
+from ._job import JobState, StrOrBytesPath
+from ._reactor import EOF_GRACE, Reactor
+from ._sinks import BytesSink
+
+__all__ = ["run", "communicate"]
+
+#: How long an interrupted call gives the child to exit before re-raising
+#: (the child usually got the same Ctrl-C): subprocess's own figure.
+_SIGINT_WAIT: Final = 0.25
+
+
+class _Session:
+    """What one Popen's communicate() calls share, so a call after
+    TimeoutExpired neither loses nor repeats output or input."""
+
+    __slots__ = ("stdout", "stderr", "input", "exited_at")
+
+    def __init__(self, stdout: BytesSink | None, stderr: BytesSink | None, input: bytes | None):
+        self.stdout = stdout
+        self.stderr = stderr
+        #: Input not yet written; None once stdin needs no more writes.
+        self.input = input
+        #: When the child was seen to exit: the eof_grace clock survives calls.
+        self.exited_at: float | None = None
+
+
+_SESSIONS: weakref.WeakKeyDictionary[subprocess.Popen[Any], _Session] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def communicate(
+    popen: subprocess.Popen[Any], input: Any = None, timeout: float | None = None
+) -> tuple[Any, Any]:
+    """``popen.communicate(input, timeout)``, driven by a reactor.
+
+    Sends ``input`` to the child's stdin (if it is a pipe) and closes it, reads
+    stdout and stderr (those that are pipes) to EOF, and waits for the child.
+    Returns ``(stdout, stderr)``: bytes, or str in text mode (decoded, with
+    universal newlines, as subprocess does), None for a stream that is not a
+    pipe.
+
+    Raises:
+        TimeoutExpired: ``timeout`` seconds passed first.  Nothing is killed and
+            nothing is lost: ``output``/``stderr`` hold the bytes read so far,
+            and calling ``communicate`` again goes on where this call stopped
+            (without ``input``: it was taken by the first call).
+        ValueError: ``input`` given to a call after the first.
+        KeyboardInterrupt: after giving the child 0.25 s to exit, as subprocess
+            does; the child is not killed.
+
+    Where it differs from ``Popen.communicate``: after the child exits, its
+    pipes get ``EOF_GRACE`` (2 s) to reach EOF; a grandchild still holding one
+    is left running and the call returns what was read.  Input left over
+    after a TimeoutExpired is still written on the next call (the stdlib
+    stops writing it).  A stdin the child closed is not an error (as in the
+    stdlib).
+    """
+    if not isinstance(popen, subprocess.Popen):
+        raise TypeError(f"popen must be a subprocess.Popen, not {type(popen).__name__}")
+    if timeout is not None and (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or math.isnan(timeout)
+    ):
+        raise TypeError(f"timeout must be a number of seconds or None, not {type(timeout).__name__}")
+    session = _SESSIONS.get(popen)
+    if session is not None and input:
+        raise ValueError("Cannot send input after starting communication")
+
+    streams = (popen.stdin, popen.stdout, popen.stderr)
+    if timeout is None and session is None and popen.stdin is not None and streams.count(None) == 2:
+        # Only stdin is a pipe: nothing to drain, so nothing can deadlock, and
+        # a blocking write is all there is to it (as subprocess does).
+        _write_and_close(popen.stdin, input)
+        popen.wait()
+        return None, None
+
+    endtime = None if timeout is None else time.monotonic() + timeout
+    if session is None:
+        session = _SESSIONS[popen] = _begin(popen, input)
+    try:
+        done = _drive(popen, session, endtime)
+    except KeyboardInterrupt:
+        wait = _SIGINT_WAIT if endtime is None else min(_SIGINT_WAIT, endtime - time.monotonic())
+        try:
+            popen.wait(max(0.0, wait))
+        except subprocess.TimeoutExpired:
+            pass
+        raise
+    if not done:
+        raise subprocess.TimeoutExpired(
+            popen.args,
+            timeout or 0,
+            output=_partial(session.stdout),
+            stderr=_partial(session.stderr),
+        )
+    # Done means reaped: this returns at once.
+    popen.wait(None if endtime is None else max(0.0, endtime - time.monotonic()))
+    return _result(popen.stdout, session.stdout), _result(popen.stderr, session.stderr)
+
+
+def _begin(popen: subprocess.Popen[Any], input: Any) -> _Session:
+    """The first call's share: flush what the caller wrote to stdin, close
+    it if there is no input, and turn the input into bytes."""
+    data: bytes | None = None
+    if popen.stdin is not None:
+        try:
+            popen.stdin.flush()  # may block, if the caller wrote a lot (as subprocess)
+        except BrokenPipeError:
+            pass  # the child stopped reading: not an error for communicate
+        if input:
+            if isinstance(popen.stdin, io.TextIOBase):
+                data = input.encode(popen.stdin.encoding, popen.stdin.errors)
+            else:
+                data = memoryview(input).tobytes()  # TypeError for str, as subprocess
+        else:
+            _close_quietly(popen.stdin)
+    return _Session(
+        BytesSink() if popen.stdout is not None else None,
+        BytesSink() if popen.stderr is not None else None,
+        data,
+    )
+
+
+def _drive(popen: subprocess.Popen[Any], session: _Session, endtime: float | None) -> bool:
+    """Move bytes until the child is done or ``endtime`` passes; True if done.
+
+    The reactor lives for this call only; whatever is left (open pipes, input
+    not yet written) goes back to the Popen and the session.
+    """
+    stdin = stdout = stderr = None
+    if session.input is not None and popen.stdin is not None and not popen.stdin.closed:
+        stdin = (popen.stdin, BytesFeed(session.input))
+    if session.stdout is not None and popen.stdout is not None and not popen.stdout.closed:
+        stdout = (popen.stdout, session.stdout)
+    if session.stderr is not None and popen.stderr is not None and not popen.stderr.closed:
+        stderr = (popen.stderr, session.stderr)
+    # PollSelector: no fd of its own to open and close on every call.
+    reactor = Reactor(selector=selectors.PollSelector)
+    try:
+        job = reactor._adopt(popen, stdin, stdout, stderr, EOF_GRACE, session.exited_at)
+        try:
+            while job.state is not JobState.DONE:
+                remaining = None if endtime is None else endtime - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    break
+                reactor._turn(remaining)
+        finally:
+            session.exited_at = job.exited_at
+            writer = job._writer
+            if writer is None:
+                session.input = None  # written, refused (EPIPE) or not wanted
+            elif writer.view:
+                session.input = writer.view.tobytes()
+            else:
+                session.input = writer.feed.pull() or b""  # b"": just close it
+            if job.state is not JobState.DONE:
+                reactor._detach(job)
+    finally:
+        reactor._release()
+    return job.state is JobState.DONE
+
+
+def _partial(sink: BytesSink | None) -> bytes | None:
+    # As subprocess: bytes even in text mode, None when nothing was read.
+    return sink.getvalue() or None if sink is not None else None
+
+
+def _result(file: IO[Any] | None, sink: BytesSink | None) -> Any:
+    if file is None or sink is None:
+        return None
+    data = sink.getvalue()
+    if isinstance(file, io.TextIOBase):
+        text = data.decode(file.encoding, file.errors or "strict")
+        return text.replace("\r\n", "\n").replace("\r", "\n")
+    return data
+
+
+def _write_and_close(stdin: IO[Any], input: Any) -> None:
+    if input:
+        try:
+            stdin.write(input)
+        except BrokenPipeError:
+            pass  # the child stopped reading: not an error for communicate
+    _close_quietly(stdin)
+
+
+def _close_quietly(file: IO[Any]) -> None:
+    try:
+        file.close()
+    except BrokenPipeError:
+        pass  # flushing into a pipe the child closed
+
+
+def run(
+    args: StrOrBytesPath | Sequence[StrOrBytesPath],
+    *,
+    stdin: Any = None,
+    input: Any = None,
+    stdout: Any = None,
+    stderr: Any = None,
+    capture_output: bool = False,
+    shell: bool = False,
+    cwd: StrOrBytesPath | None = None,
+    timeout: float | None = None,
+    check: bool = False,
+    encoding: str | None = None,
+    errors: str | None = None,
+    text: bool | None = None,
+    env: Mapping[Any, Any] | None = None,
+    universal_newlines: bool | None = None,
+    **other_popen_kwargs: Any,
+) -> subprocess.CompletedProcess[Any]:
+    """``subprocess.run``, with the child's pipes driven by a reactor.
+
+    Same arguments, defaults, return value and exceptions: a
+    ``CompletedProcess``; ``CalledProcessError`` (output attached) with
+    ``check=True``; ``TimeoutExpired`` after ``timeout`` seconds, once the child
+    was killed and reaped, carrying the output read so far (bytes, as
+    subprocess).  Every Popen argument is passed on to ``subprocess.Popen``.
+
+    Where it differs: after the child exits, its pipes get ``EOF_GRACE`` (2 s)
+    to reach EOF, so a grandchild that keeps stdout open (a daemon) cannot
+    make the call hang; it is left running.  On a timeout or an exception
+    (KeyboardInterrupt included) the child is killed with SIGKILL, as
+    subprocess does, and also reaped before the exception propagates;
+    with ``start_new_session=True`` (or ``process_group=0``) its whole
+    process group is killed, grandchildren included.
+    """
+    if input is not None:
+        if stdin is not None:
+            raise ValueError("stdin and input arguments may not both be used.")
+        stdin = subprocess.PIPE
+    if capture_output:
+        if stdout is not None or stderr is not None:
+            raise ValueError("stdout and stderr arguments may not be used with capture_output.")
+        stdout = stderr = subprocess.PIPE
+    own_group = bool(other_popen_kwargs.get("start_new_session")) or (
+        other_popen_kwargs.get("process_group") == 0
+    )
+    with subprocess.Popen(
+        args, stdin=stdin, stdout=stdout, stderr=stderr, shell=shell, cwd=cwd,
+        encoding=encoding, errors=errors, text=text, env=env,
+        universal_newlines=universal_newlines, **other_popen_kwargs,
+    ) as process:
+        try:
+            out, err = communicate(process, input, timeout)
+        except BaseException:
+            _kill_and_reap(process, own_group)
+            raise
+        retcode = process.wait()  # reaped already: communicate() returned
+        if check and retcode:
+            raise subprocess.CalledProcessError(retcode, process.args, output=out, stderr=err)
+    return subprocess.CompletedProcess(process.args, retcode, out, err)
+
+
+def _kill_and_reap(process: subprocess.Popen[Any], own_group: bool) -> None:
+    """SIGKILL the child (its group, if it leads one) and reap it; a second
+    interrupt does not stop the reaping, and is re-raised after it."""
+    interrupt: BaseException | None = None
+    while process.returncode is None:
+        try:
+            try:
+                # Unreaped, so the pid (and the group id it leads) is still ours.
+                if own_group:
+                    os.killpg(process.pid, signal.SIGKILL)
+                else:
+                    os.kill(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                break  # a setuid child, say: beyond our reach
+            process.wait()
+        except Exception:
+            break
+        except BaseException as exc:
+            interrupt = interrupt or exc
+    if interrupt is not None:
+        raise interrupt
