@@ -43,7 +43,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         version = ".".join(map(str, sys.version_info[:3]))
         terminalreporter.write_line(
             f"CPython {version} test.test_subprocess routed through pipereactor: "
-            f"{t['ran']} ran, {t['passed']} passed, {t['failed']} failed, "
+            f"{t['ran']} selected, {t['passed']} passed, {t['failed']} failed, "
             f"{t['skipped']} skipped by the stdlib, {t['excluded']} excluded"
         )
 
