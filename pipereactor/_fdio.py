@@ -104,15 +104,17 @@ class Feed:
     means "ask again next turn".
     """
 
-    def pull(self) -> bytes | None:
+    def pull(self) -> bytes | memoryview | None:
         raise NotImplementedError
 
 
 class BytesFeed(Feed):
-    def __init__(self, data: bytes) -> None:
-        self._data: bytes | None = data
+    """Bytes (or a byte view, written without a copy) given in one piece."""
 
-    def pull(self) -> bytes | None:
+    def __init__(self, data: bytes | memoryview) -> None:
+        self._data: bytes | memoryview | None = data
+
+    def pull(self) -> bytes | memoryview | None:
         data, self._data = self._data, None
         return data or None
 

@@ -11,7 +11,8 @@ One deliberate difference: once the child has exited, its pipes get
 keeps running (a daemon, ``sleep 60 &`` in a shell) no longer makes the call
 wait for it: ``subprocess.run`` without a timeout waits for ever there
 (CPython fixed bpo-37424 only on the timeout path).  The grandchild is left
-running, and what it writes later is not read.
+running, but our end of the pipe is closed: its next write to it fails with
+EPIPE (SIGPIPE kills it, unless it ignores that signal).
 
 ``communicate(popen)`` can be called again after ``TimeoutExpired``: the output
 read so far and the input not yet written are kept, per Popen, until the
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import io
 import math
+import numbers
 import os
 import selectors
 import signal
@@ -49,10 +51,13 @@ class _Session:
 
     __slots__ = ("stdout", "stderr", "input", "exited_at")
 
-    def __init__(self, stdout: BytesSink | None, stderr: BytesSink | None, input: bytes | None):
+    def __init__(
+        self, stdout: BytesSink | None, stderr: BytesSink | None, input: memoryview | None
+    ) -> None:
         self.stdout = stdout
         self.stderr = stderr
-        #: Input not yet written; None once stdin needs no more writes.
+        #: Input not yet written (a view of the caller's buffer: never copied);
+        #: None once stdin needs no more writes.
         self.input = input
         #: When the child was seen to exit: the eof_grace clock survives calls.
         self.exited_at: float | None = None
@@ -85,19 +90,21 @@ def communicate(
 
     Where it differs from ``Popen.communicate``: after the child exits, its
     pipes get ``EOF_GRACE`` (2 s) to reach EOF; a grandchild still holding one
-    is left running and the call returns what was read.  Input left over
-    after a TimeoutExpired is still written on the next call (the stdlib
-    stops writing it).  A stdin the child closed is not an error (as in the
-    stdlib).
+    is left running (its next write to the closed pipe fails) and the call
+    returns what was read.  Input left over after a TimeoutExpired is still
+    written on the next call (the stdlib stops writing it).  Bytes that your
+    own reads left in a binary pipe file's buffer are returned first, on every
+    path (the stdlib returns them only when stdout is the sole pipe and there
+    is no timeout); text a text-mode file has buffered is not (neither does
+    the stdlib, except on that path).  A stdin the child closed is not an
+    error, as in the stdlib.
     """
     if not isinstance(popen, subprocess.Popen):
         raise TypeError(f"popen must be a subprocess.Popen, not {type(popen).__name__}")
-    if timeout is not None and (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, (int, float))
-        or math.isnan(timeout)
-    ):
+    if timeout is not None and not isinstance(timeout, numbers.Real):
         raise TypeError(f"timeout must be a number of seconds or None, not {type(timeout).__name__}")
+    if timeout is not None and math.isnan(timeout):
+        raise ValueError("timeout must be a number of seconds, not nan")
     session = _SESSIONS.get(popen)
     if session is not None and input:
         raise ValueError("Cannot send input after starting communication")
@@ -110,22 +117,27 @@ def communicate(
         popen.wait()
         return None, None
 
-    endtime = None if timeout is None else time.monotonic() + timeout
-    if session is None:
-        session = _SESSIONS[popen] = _begin(popen, input)
+    endtime = None if timeout is None else time.monotonic() + float(timeout)
     try:
+        if session is None:
+            session = _SESSIONS[popen] = _begin(popen, input)
         done = _drive(popen, session, endtime)
     except KeyboardInterrupt:
+        # The child most likely got the same Ctrl-C: give it a moment to exit
+        # (as subprocess does), and only once: Popen.__exit__ will not wait again.
         wait = _SIGINT_WAIT if endtime is None else min(_SIGINT_WAIT, endtime - time.monotonic())
-        try:
-            popen.wait(max(0.0, wait))
-        except subprocess.TimeoutExpired:
-            pass
+        if getattr(popen, "_sigint_wait_secs", 0) > 0:
+            popen._sigint_wait_secs = 0  # type: ignore[attr-defined]
+            try:
+                popen.wait(max(0.0, wait))
+            except subprocess.TimeoutExpired:
+                pass
         raise
     if not done:
+        assert timeout is not None
         raise subprocess.TimeoutExpired(
             popen.args,
-            timeout or 0,
+            timeout,
             output=_partial(session.stdout),
             stderr=_partial(session.stderr),
         )
@@ -136,8 +148,8 @@ def communicate(
 
 def _begin(popen: subprocess.Popen[Any], input: Any) -> _Session:
     """The first call's share: flush what the caller wrote to stdin, close
-    it if there is no input, and turn the input into bytes."""
-    data: bytes | None = None
+    it if there is no input, and take a byte view of the input."""
+    view: memoryview | None = None
     if popen.stdin is not None:
         try:
             popen.stdin.flush()  # may block, if the caller wrote a lot (as subprocess)
@@ -145,23 +157,52 @@ def _begin(popen: subprocess.Popen[Any], input: Any) -> _Session:
             pass  # the child stopped reading: not an error for communicate
         if input:
             if isinstance(popen.stdin, io.TextIOBase):
-                data = input.encode(popen.stdin.encoding, popen.stdin.errors)
+                view = memoryview(input.encode(popen.stdin.encoding, popen.stdin.errors))
             else:
-                data = memoryview(input).tobytes()  # TypeError for str, as subprocess
+                view = memoryview(input)  # TypeError for str, as subprocess
+                if view.c_contiguous:
+                    view = view.cast("B")  # write bytes, whatever the item size
+                else:
+                    view = memoryview(view.tobytes())
         else:
             _close_quietly(popen.stdin)
-    return _Session(
-        BytesSink() if popen.stdout is not None else None,
-        BytesSink() if popen.stderr is not None else None,
-        data,
-    )
+    sinks = []
+    for file in (popen.stdout, popen.stderr):
+        sink = None
+        if file is not None:
+            sink = BytesSink()
+            sink.write(_take_buffered(file))
+        sinks.append(sink)
+    return _Session(sinks[0], sinks[1], view)
+
+
+def _take_buffered(file: IO[Any]) -> bytes:
+    """What the caller's own reads (``readline()``, say) left in a binary pipe
+    file's buffer: the reactor reads the fd, and would skip it.
+
+    Text files are not covered: their decoded characters have no public way
+    out but a blocking read.
+    """
+    if not isinstance(file, io.BufferedReader) or file.closed:
+        return b""
+    fd = file.fileno()
+    blocking = os.get_blocking(fd)
+    os.set_blocking(fd, False)
+    try:
+        # peek() returns the whole buffer, or (if empty) what one read finds now.
+        data = file.peek(1)
+        return file.read1(len(data)) if data else b""
+    finally:
+        os.set_blocking(fd, blocking)
 
 
 def _drive(popen: subprocess.Popen[Any], session: _Session, endtime: float | None) -> bool:
     """Move bytes until the child is done or ``endtime`` passes; True if done.
 
-    The reactor lives for this call only; whatever is left (open pipes, input
-    not yet written) goes back to the Popen and the session.
+    At least one turn is taken, even when ``endtime`` has passed, so that a
+    child that has exited is seen to have.  The reactor lives for this call
+    only; whatever is left (open pipes, input not yet written) goes back to
+    the Popen and the session, and nothing of the reactor outlives the call.
     """
     stdin = stdout = stderr = None
     if session.input is not None and popen.stdin is not None and not popen.stdin.closed:
@@ -177,20 +218,25 @@ def _drive(popen: subprocess.Popen[Any], session: _Session, endtime: float | Non
         try:
             while job.state is not JobState.DONE:
                 remaining = None if endtime is None else endtime - time.monotonic()
+                reactor._turn(remaining if remaining is None else max(0.0, remaining))
                 if remaining is not None and remaining <= 0:
                     break
-                reactor._turn(remaining)
         finally:
             session.exited_at = job.exited_at
             writer = job._writer
             if writer is None:
                 session.input = None  # written, refused (EPIPE) or not wanted
-            elif writer.view:
-                session.input = writer.view.tobytes()
             else:
-                session.input = writer.feed.pull() or b""  # b"": just close it
+                rest = writer.view if writer.view else writer.feed.pull()
+                session.input = memoryview(rest if rest is not None else b"")  # b"": just close
             if job.state is not JobState.DONE:
                 reactor._detach(job)
+            # Job, readers and reactor point at each other: part them, so that
+            # the output and the input are freed now rather than by the gc.
+            job._readers.clear()
+            job._writer = None
+            reactor._completed.clear()
+            reactor._deadlines.clear()
     finally:
         reactor._release()
     return job.state is JobState.DONE
@@ -254,13 +300,18 @@ def run(
     was killed and reaped, carrying the output read so far (bytes, as
     subprocess).  Every Popen argument is passed on to ``subprocess.Popen``.
 
+    ``args`` is the only positional argument (as in subprocess's documented
+    signature); every other Popen argument is passed by keyword.
+
     Where it differs: after the child exits, its pipes get ``EOF_GRACE`` (2 s)
     to reach EOF, so a grandchild that keeps stdout open (a daemon) cannot
-    make the call hang; it is left running.  On a timeout or an exception
+    make the call hang; it is left running, but its next write to the closed
+    pipe fails.  On a timeout or an exception
     (KeyboardInterrupt included) the child is killed with SIGKILL, as
     subprocess does, and also reaped before the exception propagates;
-    with ``start_new_session=True`` (or ``process_group=0``) its whole
-    process group is killed, grandchildren included.
+    with ``start_new_session=True`` (or ``process_group=0``) what is left of
+    its process group is killed too, grandchildren included, even when the
+    child itself had already exited.
     """
     if input is not None:
         if stdin is not None:
@@ -290,8 +341,9 @@ def run(
 
 
 def _kill_and_reap(process: subprocess.Popen[Any], own_group: bool) -> None:
-    """SIGKILL the child (its group, if it leads one) and reap it; a second
-    interrupt does not stop the reaping, and is re-raised after it."""
+    """SIGKILL the child and reap it; with ``own_group``, SIGKILL what is
+    left of its process group too (a grandchild holding the pipe, say).  A
+    second interrupt does not stop the reaping, and is re-raised after it."""
     interrupt: BaseException | None = None
     while process.returncode is None:
         try:
@@ -310,5 +362,14 @@ def _kill_and_reap(process: subprocess.Popen[Any], own_group: bool) -> None:
             break
         except BaseException as exc:
             interrupt = interrupt or exc
+    if own_group:
+        # The child may have been reaped before (it exited, leaving a grandchild
+        # behind).  A group id stays reserved while the group has a member, so
+        # a group that answers signal 0 is still the child's.
+        try:
+            os.killpg(process.pid, 0)
+            os.killpg(process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
     if interrupt is not None:
         raise interrupt

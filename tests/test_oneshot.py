@@ -7,6 +7,9 @@ pipereactor deliberately differs (a grandchild holding the pipe) show both.
 
 from __future__ import annotations
 
+import array
+import fractions
+import gc
 import hashlib
 import os
 import signal
@@ -78,6 +81,9 @@ CASES: dict[str, tuple[Any, dict[str, Any]]] = {
     "text_and_universal_newlines_differ": (python("pass"), {"text": True, "universal_newlines": False}),
     "empty_input": (ECHO_BOTH, {"input": b"", "capture_output": True}),
     "child_ignores_input": (python("pass"), {"input": b"x" * (1 << 20), "stdout": subprocess.PIPE}),
+    "input_array": (python("import sys; print(len(sys.stdin.buffer.read()))"), {"input": array.array("i", range(5)), "stdout": subprocess.PIPE}),
+    "timeout_fraction": (python("print(1)"), {"timeout": fractions.Fraction(20, 1), "stdout": subprocess.PIPE}),
+    "timeout_true": (python("print(1)"), {"timeout": True, "stdout": subprocess.PIPE}),
 }
 
 
@@ -155,6 +161,49 @@ def test_communicate_resumes_input_left_over_after_timeout() -> None:
     assert out.split() == [str(len(data)).encode(), hashlib.sha256(data).hexdigest().encode()]
 
 
+@pytest.mark.parametrize("two_pipes", [False, True])
+def test_communicate_returns_what_the_callers_readline_left_buffered(two_pipes: bool) -> None:
+    code = python("import sys, time; sys.stdout.write('a\\nb\\n'); sys.stdout.flush(); time.sleep(0.3); print('c')")
+    results = []
+    for communicate in (subprocess.Popen.communicate, pr.communicate):
+        stderr = subprocess.PIPE if two_pipes else None
+        with subprocess.Popen(code, stdout=subprocess.PIPE, stderr=stderr) as p:
+            assert p.stdout is not None
+            assert p.stdout.readline() == b"a\n"
+            results.append(communicate(p)[0])
+    # The stdlib keeps it only on its one-pipe path; we keep it on both.
+    assert results[1] == b"b\nc\n"
+    if not two_pipes:
+        assert results[0] == results[1]
+
+
+def test_timeout_zero_still_sees_an_exited_child() -> None:
+    for communicate in (subprocess.Popen.communicate, pr.communicate):
+        with subprocess.Popen(python("pass")) as p:
+            os.waitid(os.P_PID, p.pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped
+            assert communicate(p, timeout=0) == (None, None)
+            assert p.returncode == 0
+
+
+def test_nothing_of_the_call_waits_for_the_garbage_collector() -> None:
+    """The one-shot reactor, its job and the captured output are freed by
+    reference counting as soon as the call returns (or times out)."""
+    gc.collect()
+    gc.disable()
+    try:
+        pr.run(python("print('x' * 100000)"), capture_output=True)
+        with subprocess.Popen(python("import time; time.sleep(5)"), stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE) as p:
+            with pytest.raises(subprocess.TimeoutExpired):
+                pr.communicate(p, b"x" * (1 << 20), timeout=0.1)
+            p.kill()
+            pr.communicate(p)
+        leftovers = [o for o in gc.get_objects() if isinstance(o, (pr.Reactor, pr.Job))]
+        assert leftovers == []
+    finally:
+        gc.enable()
+
+
 def test_communicate_leaves_pipes_blocking_after_timeout() -> None:
     with subprocess.Popen(
         python("import time; print('a', flush=True); time.sleep(0.5); print('b')"),
@@ -223,6 +272,17 @@ def test_grandchild_holding_the_pipe_hangs_subprocess_run_but_not_ours() -> None
     finally:
         os.kill(grandchild, signal.SIGKILL)
         wait_gone(grandchild)
+
+
+@pytest.mark.deadline(60)
+def test_run_timeout_kills_a_grandchild_left_by_an_exited_child() -> None:
+    """The shell exits at once (and is reaped) while its grandchild holds the
+    pipe; the timeout still kills the group it leaves behind."""
+    with pytest.raises(subprocess.TimeoutExpired) as info:
+        pr.run("sleep 30 & echo $!; exit 0", shell=True, stdout=subprocess.PIPE, timeout=1,
+               start_new_session=True)
+    assert isinstance(info.value.output, bytes)
+    wait_gone(int(info.value.output.split()[0]))
 
 
 @pytest.mark.deadline(60)
