@@ -8,7 +8,7 @@ loop.  See the README for the semantics; each name below documents its own.
 from subprocess import DEVNULL, PIPE, STDOUT, CalledProcessError, CompletedProcess, TimeoutExpired
 
 from ._fdio import StdinWriter
-from ._job import Job, JobCancelled, JobState
+from ._job import Job, JobCancelled, JobState, Rusage
 from ._oneshot import communicate, run
 from ._reactor import Reactor
 from ._sinks import (
@@ -39,6 +39,7 @@ __all__ = [
     "Job",
     "JobState",
     "JobCancelled",
+    "Rusage",
     "StdinWriter",
     "Sink",
     "as_sink",

@@ -48,9 +48,11 @@ still signal its process group while the group id is reserved.
 from __future__ import annotations
 
 import os
+import resource
 import select
+import subprocess
 import sys
-from typing import Final
+from typing import Any, Final
 
 __all__ = [
     "ChildWatcher", "PidfdWatcher", "PollWatcher", "SHARED", "WATCHERS", "exited_unreaped",
@@ -220,3 +222,22 @@ def make_watcher(kind: str) -> ChildWatcher:
     if kind == "poll":
         return PollWatcher()
     raise ValueError(f"watcher must be one of {', '.join(map(repr, WATCHERS))}, not {kind!r}")
+
+
+def reap(popen: subprocess.Popen[Any]) -> resource.struct_rusage | None:
+    """Reap ``popen``'s child if it has exited, as ``popen.poll()`` would, and
+    return its resource usage (``wait4``); None if it has not exited, or was
+    reaped elsewhere (then ``popen.poll()`` settles ``returncode``, as 0 for
+    ECHILD).  Only ``returncode`` of the Popen is touched, as Popen itself does.
+    """
+    if popen.returncode is not None:
+        return None
+    try:
+        pid, status, usage = os.wait4(popen.pid, os.WNOHANG)
+    except ChildProcessError:
+        popen.poll()
+        return None
+    if pid == 0:
+        return None
+    popen.returncode = os.waitstatus_to_exitcode(status)
+    return usage

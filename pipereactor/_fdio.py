@@ -11,13 +11,14 @@ reactor cares about: data, "not now", and "gone".
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO, Final, Union
+from typing import IO, Any, Final, Union
 
 __all__ = [
-    "CHUNK", "Fd", "read_chunk", "write_some",
+    "CHUNK", "Fd", "make_pipe", "read_chunk", "write_some",
     "Feed", "BytesFeed", "IterFeed", "ReaderFeed", "StdinWriter", "StdinSource",
 ]
 
@@ -32,24 +33,32 @@ WAIT: Final = b""
 class Fd:
     """One pipe end the reactor holds, non-blocking while it holds it.
 
-    The file object stays the owner of the descriptor: ``close()`` closes it
-    through the file (so its finaliser never closes the number twice), and
-    ``release()`` hands it back untouched, blocking again if it was.
+    Either a bare descriptor the reactor made (``Fd.own``), closed with
+    ``os.close``; or a file object's, borrowed: the file stays the owner, so
+    ``close()`` goes through it (its finaliser then never closes the number
+    twice) and ``release()`` hands it back untouched, blocking again if it was.
     """
 
     __slots__ = ("fd", "_file", "_was_blocking")
 
-    def __init__(self, file: IO[bytes]) -> None:
+    def __init__(self, file: IO[Any] | None, fd: int | None = None) -> None:
         self._file = file
-        self.fd = file.fileno()
+        self.fd = file.fileno() if file is not None else fd if fd is not None else -1
         # O_NONBLOCK is per open-file description: it is set only on pipe ends
         # created for a child, and undone by release() on borrowed ones.
         self._was_blocking = os.get_blocking(self.fd)
         os.set_blocking(self.fd, False)
 
+    @classmethod
+    def own(cls, fd: int) -> Fd:
+        return cls(None, fd)
+
     def close(self) -> None:
         if self.fd >= 0:
-            self.fd = -1
+            fd, self.fd = self.fd, -1
+            if self._file is None:
+                os.close(fd)
+                return
             try:
                 self._file.close()
             except BrokenPipeError:
@@ -64,6 +73,18 @@ class Fd:
 
     def __repr__(self) -> str:
         return f"<Fd {self.fd}>"
+
+
+def make_pipe(size: int | None = None) -> tuple[int, int]:
+    """A new pipe (read end, write end), both close-on-exec; with ``size``,
+    its capacity set where the system allows (``F_SETPIPE_SZ``)."""
+    r, w = os.pipe()
+    if size is not None and size > 0 and hasattr(fcntl, "F_SETPIPE_SZ"):
+        try:
+            fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, size)
+        except OSError:
+            pass  # EPERM above /proc/sys/fs/pipe-max-size: keep the default
+    return r, w
 
 
 def read_chunk(fd: int) -> bytes | None:

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import enum
 import os
+import resource
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, NamedTuple, Union
 
 from ._fdio import Fd, Feed, StdinWriter
 from ._sinks import Sink
@@ -27,7 +29,7 @@ from ._sinks import Sink
 if TYPE_CHECKING:
     from ._reactor import Reactor
 
-__all__ = ["Job", "JobState", "JobCancelled"]
+__all__ = ["Job", "JobState", "JobCancelled", "Rusage"]
 
 StrOrBytesPath = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 Args = Union[StrOrBytesPath, Sequence[StrOrBytesPath]]
@@ -42,6 +44,26 @@ class JobState(enum.Enum):
 
 class JobCancelled(Exception):
     """Raised by ``Job.wait()`` and ``Job.check()`` for a job cancelled before it started."""
+
+
+class Rusage(NamedTuple):
+    """What a finished child used, as ``wait4()`` reports it.
+
+    It counts the child and those of its descendants it waited for itself.
+    ``max_rss`` is the peak resident set size in bytes; on Linux the kernel
+    starts the count at exec from the parent's own peak, so a child of a
+    parent bigger than itself reports (at least) the parent's size.
+    """
+
+    user: float  #: CPU seconds in user mode
+    system: float  #: CPU seconds in the kernel on its behalf
+    max_rss: int  #: peak resident set size, bytes
+
+    @classmethod
+    def from_wait4(cls, usage: resource.struct_rusage) -> Rusage:
+        # Linux and the BSDs count ru_maxrss in KiB, macOS in bytes.
+        scale = 1 if sys.platform == "darwin" else 1024
+        return cls(usage.ru_utime, usage.ru_stime, usage.ru_maxrss * scale)
 
 
 class _Reader:
@@ -96,6 +118,10 @@ class Job:
         error: the exception that kept a queued job from starting (for
             example FileNotFoundError), or JobCancelled; None otherwise.
         started_at: ``time.monotonic()`` when the child was started, or None.
+        duration: seconds from start to the child's exit (so far, while it
+            runs), on the monotonic clock; None if it never started.
+        rusage: a :class:`Rusage` once the reactor has reaped the child; None
+            before, and if the child was reaped elsewhere.
     """
 
     def __init__(
@@ -120,6 +146,7 @@ class Job:
         self.error: BaseException | None = None
         self.started_at: float | None = None
         self.exited_at: float | None = None
+        self.rusage: Rusage | None = None
         self.timeout = timeout
         self.kill_grace = kill_grace
         self.eof_grace = eof_grace
@@ -145,6 +172,8 @@ class Job:
         self._stopping = False
         self._swept = False
         self._popen: subprocess.Popen[bytes] | None = None
+        # Started by the caller (pipereactor.communicate): Popen reaps it.
+        self._adopted = False
         # Open pipe ends, and how we learn of the exit; emptied as they close.
         self._readers: list[_Reader] = []
         self._writer: _Writer | None = None

@@ -30,15 +30,16 @@ import subprocess
 import sys
 import time
 import warnings
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
 from typing import IO, Any, Final
 
-from . import _childwatch
-from ._fdio import Fd, Feed, StdinSource, StdinWriter, read_chunk, write_some
-from ._job import Args, Job, JobCancelled, JobState, _ExitWatch, _Reader, _Writer
+from . import _childwatch, _fdlimit
+from ._fdio import Fd, Feed, StdinSource, StdinWriter, make_pipe, read_chunk, write_some
+from ._job import Args, Job, JobCancelled, JobState, Rusage, _ExitWatch, _Reader, _Writer
 from ._sinks import OutputTarget, Sink
 from ._spawnargs import check_args, check_popen_kwargs, check_seconds, make_feed, output_target
 
@@ -61,6 +62,10 @@ _FINAL_DRAIN_CHUNKS: Final = 16
 #: Writes to one stdin pipe per readiness event, at most (see _on_writable).
 _WRITES_PER_EVENT: Final = 64
 
+#: Below this many entries, the completion queue is not searched for jobs
+#: that were only weakly held and are gone.
+_COMPACT_MIN: Final = 256
+
 #: The longest single wait in select(): epoll refuses more than ~24.8 days,
 #: and a longer deadline is simply waited for in several turns.
 _MAX_WAIT: Final = 86400.0
@@ -77,6 +82,14 @@ class Reactor:
         selector: a ``selectors.BaseSelector`` subclass; default
             ``DefaultSelector`` (epoll on Linux).  ``SelectSelector`` is refused:
             select() cannot watch an fd numbered 1024 or more.
+        raise_fd_limit: raise this process's RLIMIT_NOFILE soft limit to its
+            hard limit, for good (it is process-wide, and children inherit
+            it).  Each running child costs up to four fds.  Off by default: a
+            library should not change process-wide limits unasked.
+
+    When a spawn finds no free fd (EMFILE, ENFILE) while other jobs run, the
+    job waits in the queue and starts when one of them is done; only with
+    nothing running does it fail, with an OSError that says why.
 
     Raises:
         NotImplementedError: on Windows, whose selectors cannot poll pipes.
@@ -92,6 +105,7 @@ class Reactor:
         *,
         watcher: str = "auto",
         selector: type[selectors.BaseSelector] | None = None,
+        raise_fd_limit: bool = False,
     ) -> None:
         self._closed = True  # until construction succeeds; read by __del__
         if sys.platform == "win32":
@@ -113,6 +127,10 @@ class Reactor:
             raise ValueError("selector=SelectSelector cannot watch fds >= 1024; use the default")
         if not isinstance(watcher, str):
             raise TypeError(f"watcher must be a str, not {type(watcher).__name__}")
+        if not isinstance(raise_fd_limit, bool):
+            raise TypeError(f"raise_fd_limit must be a bool, not {type(raise_fd_limit).__name__}")
+        if raise_fd_limit:
+            _fdlimit.raise_soft_limit()
         self._watcher = _childwatch.make_watcher(watcher)
         self._selector = selector()
         shared = self._watcher.fileno()
@@ -129,9 +147,15 @@ class Reactor:
         self._poll_at: float | None = None
         self._deadlines: list[tuple[float, int, int, Job]] = []
         self._seq = 0
-        self._completed: deque[Job] = deque()
+        # Done jobs not yet yielded by as_completed(): held strongly while an
+        # as_completed() runs, else weakly (see _record_completion).
+        self._completed: deque[Job | weakref.ref[Job]] = deque()
+        self._consumers = 0  # as_completed() generators running
+        self._compact_at = _COMPACT_MIN
         self._in_turn = False
         self._stopping_all = False  # inside _kill_all: spawn() is refused
+        # A start failed for want of fds: start nothing until a job is done.
+        self._fd_starved = False
         self._pid = os.getpid()
         self._closed = False
 
@@ -209,16 +233,33 @@ class Reactor:
             return job
         try:
             self._start(job)
-        except BaseException:
+        except BaseException as exc:
+            if _fdlimit.is_exhaustion(exc) and self._live:
+                self._starve(job)  # back-pressure: it starts when a job is done
+                return job
             # The streams end before they began: their sinks are owed a close.
             sinks, job._open_sinks = job._open_sinks, []
             for sink in sinks:
                 _call_quietly(_close_sink, sink)
+            if isinstance(exc, OSError) and _fdlimit.is_exhaustion(exc):
+                raise self._exhaustion_error(job, exc) from exc
             raise
         return job
 
     def _has_slot(self) -> bool:
+        if self._fd_starved and self._live:
+            return False
         return self.max_parallel is None or len(self._live) < self.max_parallel
+
+    def _starve(self, job: Job) -> None:
+        """No fd to start ``job``: it goes back to the head of the queue, and
+        nothing starts until a running job is done and has freed its fds."""
+        self._pending.appendleft(job)
+        self._fd_starved = True
+
+    def _exhaustion_error(self, job: Job, exc: OSError) -> OSError:
+        ours = len(self._live) * 4 + 2  # pipes and pidfds, at most; selector, watcher
+        return _fdlimit.exhaustion_error(job.args, exc, ours)
 
     def _admit(self) -> None:
         """Start queued jobs while slots are free."""
@@ -227,6 +268,11 @@ class Reactor:
             try:
                 self._start(job)
             except Exception as exc:
+                if isinstance(exc, OSError) and _fdlimit.is_exhaustion(exc):
+                    if self._live:
+                        self._starve(job)
+                        return
+                    exc = self._exhaustion_error(job, exc)
                 job.error = exc
                 self._finish(job)
             except BaseException:
@@ -236,22 +282,30 @@ class Reactor:
                 raise
 
     def _start(self, job: Job) -> None:
-        """PENDING -> RUNNING: create the process and register its fds.
+        """PENDING -> RUNNING: make the pipes, create the process, register its fds.
 
-        Raises whatever Popen, or the registration, raises; then the job is
-        PENDING again, its child (if any) killed and reaped, no fd open.
+        Raises whatever pipe(), Popen or the registration raises; then the job
+        is PENDING again, its child (if any) killed and reaped, no fd open.
         """
-        stdin, stdout, stderr = job._popen_stdio
-        popen = subprocess.Popen(
-            job.args, stdin=stdin, stdout=stdout, stderr=stderr, bufsize=0, **job._popen_kwargs
-        )
+        stdio, child_ends = self._make_pipes(job)
+        try:
+            popen = subprocess.Popen(
+                job.args, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2], bufsize=0,
+                **job._popen_kwargs,
+            )
+        except BaseException:
+            self._close_fds(job, retry=True)
+            raise
+        finally:
+            for fd in child_ends:  # the child has its copies, or never will
+                os.close(fd)
         try:
             job._popen = popen
             job.pid = popen.pid
             job.started_at = time.monotonic()
             job.state = JobState.RUNNING
             self._live.add(job)
-            self._register(job, popen)
+            self._watch_job(job, popen.pid)
             if job.timeout is not None:
                 self._schedule(job.started_at + job.timeout, _TIMEOUT, job)
         except BaseException:
@@ -259,6 +313,39 @@ class Reactor:
             # all, back to a job that never started.
             self._undo_start(job, popen)
             raise
+
+    def _make_pipes(self, job: Job) -> tuple[list[Any], list[int]]:
+        """The pipes for a job's PIPE streams: our ends go on the job (as its
+        writer and readers), the child's ends are returned with what Popen
+        gets for each stream.
+
+        Made here, not by Popen: Python 3.10's Popen leaks the pipes it made
+        when a later one fails (EMFILE), and back-pressure retries would pile
+        the leaks up.
+        """
+        stdio = list(job._popen_stdio)
+        size = job._popen_kwargs.get("pipesize")
+        child_ends: list[int] = []
+        try:
+            if stdio[0] == subprocess.PIPE:
+                assert job._feed is not None
+                r, w = make_pipe(size)
+                child_ends.append(r)
+                job._writer = _Writer(job, Fd.own(w), job._feed)
+                stdio[0] = r
+            for i, sink in ((1, job._sinks[0]), (2, job._sinks[1])):
+                if stdio[i] == subprocess.PIPE:
+                    assert sink is not None
+                    r, w = make_pipe(size)
+                    child_ends.append(w)
+                    job._readers.append(_Reader(job, Fd.own(r), sink))
+                    stdio[i] = w
+        except BaseException:
+            for fd in child_ends:
+                os.close(fd)
+            self._close_fds(job, retry=True)
+            raise
+        return stdio, child_ends
 
     def _undo_start(self, job: Job, popen: subprocess.Popen[bytes]) -> None:
         """Kill and reap a child just started, close its pipes.  Interrupts
@@ -277,29 +364,11 @@ class Reactor:
                 break  # EPERM (a setuid child), say: it is beyond our reach
             except BaseException:
                 continue  # an interrupt: kill (again) and wait again
-        for file in (popen.stdin, popen.stdout, popen.stderr):
-            if file is not None:  # not yet taken over by _register
-                file.close()
-        popen.stdin = popen.stdout = popen.stderr = None
-        self._close_fds(job)
+        self._close_fds(job, retry=True)
         self._unwatch(job)
         self._live.discard(job)
         job.state = JobState.PENDING
         job.pid = job.started_at = job._popen = None
-
-    def _register(self, job: Job, popen: subprocess.Popen[bytes]) -> None:
-        # We own the pipe ends from here on; Popen must not read or close them.
-        # They are all on the job before any registration that may fail, so
-        # that _close_fds finds every one.
-        for file, sink in ((popen.stdout, job._sinks[0]), (popen.stderr, job._sinks[1])):
-            if file is not None:
-                assert sink is not None
-                job._readers.append(_Reader(job, Fd(file), sink))
-        if popen.stdin is not None:
-            assert job._feed is not None
-            job._writer = _Writer(job, Fd(popen.stdin), job._feed)
-        popen.stdin = popen.stdout = popen.stderr = None
-        self._watch_job(job, popen.pid)
 
     def _watch_job(self, job: Job, pid: int) -> None:
         """Register a RUNNING job's pipe ends and its exit with the loop."""
@@ -351,6 +420,7 @@ class Reactor:
             None, 0.0, eof_grace, None,
         )
         job._popen = popen
+        job._adopted = True
         job.pid = popen.pid
         job.started_at = time.monotonic()
         job.state = JobState.RUNNING
@@ -429,9 +499,14 @@ class Reactor:
     def as_completed(self, timeout: float | None = None) -> Iterator[Job]:
         """Yield each job once, as it becomes done, in completion order.
 
-        Jobs that finished earlier and were not yet yielded come first; jobs
-        spawned while iterating are included.  The generator ends when no job
-        is unfinished.
+        Jobs spawned while iterating are included; jobs that finished earlier
+        and were not yet yielded come first, if you still hold a reference to
+        them: a job that becomes done while no ``as_completed()`` is running is
+        remembered weakly, so that a long-lived reactor driven by ``run()``,
+        ``step()`` or ``wait()`` (with ``on_exit`` callbacks, say) does not keep
+        every finished job.  (Jobs only become done inside those calls, so
+        "spawn, then iterate" never misses one.)  The generator ends when no
+        job is unfinished.
 
         Raises:
             TimeoutExpired: if ``timeout`` seconds pass before the last job is
@@ -439,18 +514,37 @@ class Reactor:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         turned = False
-        while True:
-            while self._completed:
-                yield self._completed.popleft()
-            if not (self._live or self._pending):
-                return
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            # At least one turn, even with timeout=0: a poll must see news.
-            if turned and remaining == 0.0:
-                raise subprocess.TimeoutExpired(self._unfinished_args(), timeout or 0.0)
-            with self._guard():
-                self._turn(remaining)
-            turned = True
+        self._consumers += 1
+        try:
+            while True:
+                while self._completed:
+                    entry = self._completed.popleft()
+                    job = entry() if isinstance(entry, weakref.ref) else entry
+                    if job is not None:
+                        yield job
+                if not (self._live or self._pending):
+                    return
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                # At least one turn, even with timeout=0: a poll must see news.
+                if turned and remaining == 0.0:
+                    raise subprocess.TimeoutExpired(self._unfinished_args(), timeout or 0.0)
+                with self._guard():
+                    self._turn(remaining)
+                turned = True
+        finally:
+            self._consumers -= 1
+
+    def _record_completion(self, job: Job) -> None:
+        if self._consumers:
+            self._completed.append(job)
+            return
+        self._completed.append(weakref.ref(job))
+        if len(self._completed) >= self._compact_at:
+            # Drop the jobs nobody holds any more; amortised O(1) per job.
+            self._completed = deque(
+                e for e in self._completed if not isinstance(e, weakref.ref) or e() is not None
+            )
+            self._compact_at = max(_COMPACT_MIN, 2 * len(self._completed))
 
     def _drive_until(
         self, done: Callable[[], bool], timeout: float | None, cmd: Any
@@ -631,7 +725,13 @@ class Reactor:
                 # group without risking a recycled id.
                 job._signal_group(signal.SIGKILL)
                 job._swept = True
-        if popen.poll() is None:
+        if job._adopted:
+            popen.poll()  # the caller's Popen: it reaps, as it would itself
+        else:
+            usage = _childwatch.reap(popen)
+            if usage is not None:
+                job.rusage = Rusage.from_wait4(usage)
+        if popen.returncode is None:
             return False
         job.returncode = popen.returncode
         job.exited_at = time.monotonic()
@@ -667,6 +767,7 @@ class Reactor:
         """-> DONE: the state is final before any user code runs."""
         job.state = JobState.DONE
         self._live.discard(job)
+        self._fd_starved = False  # its fds are closed: queued jobs may try again
         errors = self._settle(job)
         if errors:
             raise errors[0]
@@ -676,7 +777,7 @@ class Reactor:
         the sinks still open (those of a job that never started, or was
         killed), call on_exit.  Each runs even if another raised; what they
         raised is returned."""
-        self._completed.append(job)
+        self._record_completion(job)
         if isinstance(job._feed, StdinWriter):
             job._feed._break()
         errors: list[BaseException] = []
@@ -989,24 +1090,32 @@ class Reactor:
                 if reported is not None and reported.state is JobState.RUNNING:
                     self._start_polling(reported)  # reported, maybe not yet reapable
 
-    def _close_fds(self, job: Job) -> None:
+    def _close_fds(self, job: Job, *, retry: bool = False) -> None:
         """Close every pipe end of the job's, without calling user code.
 
-        Safe on a half-registered job (see _register).
+        Safe on a half-registered job.  With ``retry``, the job is going back
+        to the queue (its start failed): its input is kept for the next start.
         """
         for reader in job._readers:
             self._unregister_quietly(reader.fd.fd)
             reader.fd.close()
         job._readers.clear()
-        if job._writer is not None:
-            self._end_input(job._writer)
+        writer = job._writer
+        if writer is not None:
+            if retry:
+                self._unregister_quietly(writer.fd.fd)
+                writer.registered = False
+                writer.fd.close()
+                job._writer = None
+            else:
+                self._end_input(writer)
 
     def _unregister_quietly(self, fd: int) -> None:
         if fd >= 0:
             try:
                 self._selector.unregister(fd)
             except KeyError:
-                pass  # never registered: _register failed before it
+                pass  # never registered: the start failed before it
 
     # -- embedding -------------------------------------------------------------------
 

@@ -7,6 +7,7 @@
 
 import enum
 import os
+import resource
 import selectors
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from subprocess import DEVNULL as DEVNULL
@@ -17,7 +18,7 @@ from subprocess import CompletedProcess as CompletedProcess
 from subprocess import Popen
 from subprocess import TimeoutExpired as TimeoutExpired
 from types import TracebackType
-from typing import IO, Any, Protocol, TypeAlias, runtime_checkable
+from typing import IO, Any, NamedTuple, Protocol, TypeAlias, runtime_checkable
 
 __version__: str
 
@@ -34,6 +35,7 @@ __all__ = [
     "Job",
     "JobState",
     "JobCancelled",
+    "Rusage",
     "StdinWriter",
     "Sink",
     "as_sink",
@@ -142,6 +144,13 @@ class JobState(enum.Enum):
 
 class JobCancelled(Exception): ...
 
+class Rusage(NamedTuple):
+    user: float
+    system: float
+    max_rss: int
+    @classmethod
+    def from_wait4(cls, usage: resource.struct_rusage) -> Rusage: ...
+
 class Job:
     args: _Args
     pid: int | None
@@ -152,6 +161,7 @@ class Job:
     error: BaseException | None
     started_at: float | None
     exited_at: float | None
+    rusage: Rusage | None
     timeout: float | None
     kill_grace: float
     eof_grace: float | None
@@ -197,6 +207,7 @@ class Reactor:
         *,
         watcher: str = "auto",
         selector: type[selectors.BaseSelector] | None = None,
+        raise_fd_limit: bool = False,
     ) -> None: ...
     def spawn(
         self,

@@ -28,7 +28,7 @@ def usage() -> None:
     assert_type(pr.TimeoutExpired, type[subprocess.TimeoutExpired])
     assert_type(pr.CalledProcessError, type[subprocess.CalledProcessError])
 
-    reactor = pr.Reactor(max_parallel=4, watcher="poll", selector=selectors.PollSelector)
+    reactor = pr.Reactor(max_parallel=4, watcher="poll", selector=selectors.PollSelector, raise_fd_limit=False)
     assert_type(reactor, pr.Reactor)
     with pr.Reactor() as r:
         assert_type(r, pr.Reactor)
@@ -61,6 +61,11 @@ def usage() -> None:
     del args
     assert_type(job.pid, int | None)
     assert_type(job.returncode, int | None)
+    assert_type(job.rusage, pr.Rusage | None)
+    if job.rusage is not None:
+        assert_type(job.rusage.user, float)
+        assert_type(job.rusage.system, float)
+        assert_type(job.rusage.max_rss, int)
     assert_type(job.done, bool)
     assert_type(job.timed_out, bool)
     assert_type(job.cancelled, bool)
