@@ -258,7 +258,13 @@ class Reactor:
         self._fd_starved = True
 
     def _exhaustion_error(self, job: Job, exc: OSError) -> OSError:
-        ours = len(self._live) * 4 + 2  # pipes and pidfds, at most; selector, watcher
+        ours = sum(
+            len(j._readers) + (j._writer is not None) + (j._exit_watch is not None)
+            for j in self._live
+        )
+        ours += (getattr(self._selector, "fileno", None) is not None) + (
+            self._watcher.fileno() is not None
+        )
         return _fdlimit.exhaustion_error(job.args, exc, ours)
 
     def _admit(self) -> None:
