@@ -37,7 +37,7 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import IO, Any, Final
 
-from . import _childwatch, _fdlimit
+from . import _childwatch, _fdlimit, _jobserver
 from ._fdio import Fd, Feed, StdinSource, StdinWriter, make_pipe, read_chunk, write_some
 from ._job import Args, Job, JobCancelled, JobState, Rusage, _ExitWatch, _Reader, _Writer
 from ._sinks import OutputTarget, Sink
@@ -52,8 +52,9 @@ EOF_GRACE: Final = 2.0
 # Deadline kinds, in the heap as (when, seq, kind, job).
 _TIMEOUT, _KILL, _EOF = 0, 1, 2
 
-# Marks the watcher's shared fd (kqueue) in the selector.
+# Mark the watcher's shared fd (kqueue) and make's jobserver in the selector.
 _SHARED = object()
+_JOBSERVER = object()
 
 #: When ``eof_grace`` expires, what is already in a pipe is still delivered,
 #: but no more than this many chunks: a grandchild may keep writing forever.
@@ -86,6 +87,13 @@ class Reactor:
             hard limit, for good (it is process-wide, and children inherit
             it).  Each running child costs up to four fds.  Off by default: a
             library should not change process-wide limits unasked.
+        jobserver: under GNU make (``MAKEFLAGS`` names a jobserver), share
+            make's ``-jN``: the reactor runs one job on the slot make gave it,
+            takes a token from make for each further job, and gives each token
+            back when its job is done, and every token on close, whatever
+            happened.  ``max_parallel`` still applies too.  Without a jobserver
+            in ``MAKEFLAGS`` this does nothing; with one make did not pass on
+            (a recipe not marked ``+``), a RuntimeWarning, and one job at a time.
 
     When a spawn finds no free fd (EMFILE, ENFILE) while other jobs run, the
     job waits in the queue and starts when one of them is done; only with
@@ -106,6 +114,7 @@ class Reactor:
         watcher: str = "auto",
         selector: type[selectors.BaseSelector] | None = None,
         raise_fd_limit: bool = False,
+        jobserver: bool = False,
     ) -> None:
         self._closed = True  # until construction succeeds; read by __del__
         if sys.platform == "win32":
@@ -131,8 +140,14 @@ class Reactor:
             raise TypeError(f"raise_fd_limit must be a bool, not {type(raise_fd_limit).__name__}")
         if raise_fd_limit:
             _fdlimit.raise_soft_limit()
+        if not isinstance(jobserver, bool):
+            raise TypeError(f"jobserver must be a bool, not {type(jobserver).__name__}")
         self._watcher = _childwatch.make_watcher(watcher)
         self._selector = selector()
+        self._jobserver = _jobserver.from_makeflags() if jobserver else None
+        self._tokens: list[bytes] = []  # one per live job beyond the first
+        self._token_wanted = False  # a start waits for a token
+        self._token_wait = False  # the jobserver's fd is in the selector
         shared = self._watcher.fileno()
         if shared is not None:
             self._selector.register(shared, selectors.EVENT_READ, _SHARED)
@@ -230,6 +245,7 @@ class Reactor:
         )
         if self._pending or not self._has_slot():
             self._pending.append(job)
+            self._settle_tokens()
             return job
         try:
             self._start(job)
@@ -244,12 +260,47 @@ class Reactor:
             if isinstance(exc, OSError) and _fdlimit.is_exhaustion(exc):
                 raise self._exhaustion_error(job, exc) from exc
             raise
+        finally:
+            self._settle_tokens()
         return job
 
     def _has_slot(self) -> bool:
         if self._fd_starved and self._live:
             return False
-        return self.max_parallel is None or len(self._live) < self.max_parallel
+        if self.max_parallel is not None and len(self._live) >= self.max_parallel:
+            return False
+        return self._jobserver is None or self._take_token()
+
+    # -- make's jobserver -------------------------------------------------------
+
+    def _take_token(self) -> bool:
+        """Whether one more job may start as far as make is concerned: the
+        first job runs on make's implicit slot, each further one on a token."""
+        assert self._jobserver is not None
+        if len(self._tokens) >= len(self._live):
+            return True
+        token = self._jobserver.try_take()
+        if token is None:
+            self._token_wanted = True
+            return False
+        self._tokens.append(token)
+        return True
+
+    def _settle_tokens(self) -> None:
+        """Give back the tokens no live job needs, and watch the jobserver
+        for a token only while a start waits for one."""
+        js = self._jobserver
+        if js is None:
+            return
+        while len(self._tokens) > max(0, len(self._live) - 1):
+            js.give_back(self._tokens.pop())
+        want = self._token_wanted and bool(self._pending) and not js.broken
+        if want != self._token_wait:
+            if want:
+                self._selector.register(js.fileno(), selectors.EVENT_READ, _JOBSERVER)
+            else:
+                self._selector.unregister(js.fileno())
+            self._token_wait = want
 
     def _starve(self, job: Job) -> None:
         """No fd to start ``job``: it goes back to the head of the queue, and
@@ -269,6 +320,13 @@ class Reactor:
 
     def _admit(self) -> None:
         """Start queued jobs while slots are free."""
+        self._token_wanted = False
+        try:
+            self._admit_queued()
+        finally:
+            self._settle_tokens()
+
+    def _admit_queued(self) -> None:
         while self._pending and self._has_slot():
             job = self._pending.popleft()
             try:
@@ -621,6 +679,8 @@ class Reactor:
             elif type(data) is _ExitWatch:
                 if data.job._exit_watch is data:
                     self._check_exit(data.job)
+            elif data is _JOBSERVER:
+                pass  # a token may be free: the _admit() below takes it
             elif data is _SHARED:
                 for pid in self._watcher.collect():
                     job = self._by_pid.get(pid)
@@ -918,10 +978,19 @@ class Reactor:
             raise errors[0]
 
     def _release(self) -> None:
-        """Close the reactor's own fds (the selector, the watcher's)."""
+        """Close the reactor's own fds (the selector, the watcher's), and give
+        make back every token still held."""
         self._closed = True
-        self._selector.close()
-        self._watcher.close()
+        js, self._jobserver = self._jobserver, None
+        try:
+            if js is not None:
+                tokens, self._tokens = self._tokens, []
+                for token in tokens:
+                    js.give_back(token)
+                js.close()
+        finally:
+            self._selector.close()
+            self._watcher.close()
 
     def _forked(self) -> bool:
         """In a child forked from the reactor's process, drop everything quietly.
@@ -945,6 +1014,11 @@ class Reactor:
                     job._popen.returncode = 0
             self._live.clear()
             self._pending.clear()
+            if self._jobserver is not None:
+                # The tokens are the parent's to give back, not ours.
+                self._tokens.clear()
+                self._jobserver.close()
+                self._jobserver = None
             # A kqueue is not inherited across fork (and Pythons before 3.12.1
             # do not know it): closing "ours", even by collecting it, could
             # close an unrelated fd.  Such objects are kept alive for good.
@@ -992,6 +1066,7 @@ class Reactor:
                 errors.extend(self._settle(job))
         finally:
             self._stopping_all = False
+            errors.extend(_call_quietly(self._settle_tokens))
         interrupts = [e for e in errors if not isinstance(e, Exception)]
         if interrupts:
             raise interrupts[0]

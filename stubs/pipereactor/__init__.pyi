@@ -208,6 +208,7 @@ class Reactor:
         watcher: str = "auto",
         selector: type[selectors.BaseSelector] | None = None,
         raise_fd_limit: bool = False,
+        jobserver: bool = False,
     ) -> None: ...
     def spawn(
         self,

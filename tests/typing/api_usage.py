@@ -28,7 +28,8 @@ def usage() -> None:
     assert_type(pr.TimeoutExpired, type[subprocess.TimeoutExpired])
     assert_type(pr.CalledProcessError, type[subprocess.CalledProcessError])
 
-    reactor = pr.Reactor(max_parallel=4, watcher="poll", selector=selectors.PollSelector, raise_fd_limit=False)
+    reactor = pr.Reactor(max_parallel=4, watcher="poll", selector=selectors.PollSelector, raise_fd_limit=False,
+                         jobserver=False)
     assert_type(reactor, pr.Reactor)
     with pr.Reactor() as r:
         assert_type(r, pr.Reactor)

@@ -1,0 +1,163 @@
+"""The GNU make jobserver client: under a real make, and against a jobserver
+of our own (pipe and fifo forms), including tokens coming back after errors."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import pipereactor as pr
+from conftest import CHILDREN, python
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def max_overlap(log: Path) -> tuple[int, int]:
+    """(most intervals open at once, number of intervals) in a log_interval.py log."""
+    events = []
+    for line in log.read_text().splitlines():
+        kind, _, ns = line.split()
+        events.append((int(ns), 1 if kind == "S" else -1))
+    events.sort()  # at a tie, an end (-1) sorts before a start
+    open_now = most = 0
+    for _, delta in events:
+        open_now += delta
+        most = max(most, open_now)
+    return most, len(events) // 2
+
+
+MAKEFILE = """\
+PY := {python}
+C := {children}
+LOG := {log}
+all: client1 client2 make1 make2 make3 make4
+client1 client2:
+\t+$(PY) $(C)/make_client.py $(LOG) $@- 6 0.3
+make1 make2 make3 make4:
+\t$(PY) $(C)/log_interval.py $(LOG) $@ 0.3
+"""
+
+
+@pytest.mark.deadline(120)
+@pytest.mark.skipif(shutil.which("make") is None, reason="GNU make is not installed")
+def test_under_gnu_make_no_more_than_j_jobs_overlap(tmp_path: Path) -> None:
+    """make -j4 runs two recipes that each run 6 jobs through a reactor, and
+    four plain recipes: across all of them, at most 4 jobs at once."""
+    log = tmp_path / "log"
+    (tmp_path / "Makefile").write_text(
+        MAKEFILE.format(python=sys.executable, children=CHILDREN, log=log)
+    )
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    env.pop("MAKEFLAGS", None)
+    env.pop("MFLAGS", None)
+    done = subprocess.run(["make", "-j4", "-C", str(tmp_path), "--no-print-directory"],
+                          capture_output=True, text=True, env=env, timeout=100)
+    assert done.returncode == 0, done.stderr
+    assert "jobserver" not in done.stderr, done.stderr  # no lost token, no unusable jobserver
+    most, count = max_overlap(log)
+    assert count == 2 * 6 + 4
+    assert most <= 4
+    assert most >= 3  # and it did run in parallel
+
+
+def _pipe_jobserver(tokens: bytes, monkeypatch: pytest.MonkeyPatch) -> tuple[int, int]:
+    r, w = os.pipe()
+    os.write(w, tokens)
+    monkeypatch.setenv("MAKEFLAGS", f"kr -j{len(tokens) + 1} --jobserver-auth={r},{w}")
+    return r, w
+
+
+def _drain(fd: int) -> bytes:
+    os.set_blocking(fd, False)
+    try:
+        return os.read(fd, 1024)
+    except BlockingIOError:
+        return b""
+
+
+def _overlap(jobs: list[pr.Job]) -> int:
+    events = sorted([(j.started_at, 1) for j in jobs] + [(j.exited_at, -1) for j in jobs])  # type: ignore[list-item]
+    open_now = most = 0
+    for _, delta in events:
+        open_now += delta
+        most = max(most, open_now)
+    return most
+
+
+@pytest.mark.parametrize("form", ["pipe", "fifo"])
+def test_tokens_bound_parallelism_and_come_back_exactly(
+    form: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tokens = b"a+b"  # distinct bytes: each must come back as it was
+    if form == "pipe":
+        r, w = _pipe_jobserver(tokens, monkeypatch)
+    else:
+        path = tmp_path / "fifo"
+        os.mkfifo(path)
+        r = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        w = os.open(path, os.O_WRONLY)
+        os.write(w, tokens)
+        monkeypatch.setenv("MAKEFLAGS", f" -j4 --jobserver-auth=fifo:{path}")
+    try:
+        with pr.Reactor(jobserver=True) as reactor:
+            jobs = [reactor.spawn(python("import time; time.sleep(0.2)")) for _ in range(9)]
+        assert _overlap(jobs) == 4  # the implicit slot and three tokens
+        assert sorted(_drain(r)) == sorted(tokens)
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_tokens_come_back_after_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    r, w = _pipe_jobserver(b"xyz", monkeypatch)
+
+    def boom(data: bytes) -> None:
+        raise RuntimeError("sink failed")
+
+    try:
+        with pytest.raises(RuntimeError, match="^sink failed$"):
+            with pr.Reactor(jobserver=True) as reactor:
+                for _ in range(3):
+                    reactor.spawn(python("import time; time.sleep(30)"))
+                reactor.spawn(python("print('x')"), stdout=boom)
+        assert sorted(_drain(r)) == sorted(b"xyz")
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_a_jobserver_make_did_not_pass_means_one_job_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAKEFLAGS", " -j8 --jobserver-auth=1000,1001")  # not open here
+    with pytest.warns(RuntimeWarning, match=r"MAKEFLAGS names a jobserver \(1000,1001\) that cannot be used"):
+        reactor = pr.Reactor(jobserver=True)
+    with reactor:
+        jobs = [reactor.spawn(python("import time; time.sleep(0.1)")) for _ in range(3)]
+    assert _overlap(jobs) == 1
+
+
+def test_without_makeflags_jobserver_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MAKEFLAGS", raising=False)
+    with pr.Reactor(jobserver=True, max_parallel=3) as reactor:
+        jobs = [reactor.spawn(python("import time; time.sleep(0.2)")) for _ in range(6)]
+    assert _overlap(jobs) == 3
+    with pytest.raises(TypeError, match=r"^jobserver must be a bool, not str$"):
+        pr.Reactor(jobserver="yes")  # type: ignore[arg-type]
+
+
+def test_old_jobserver_fds_spelling_is_understood(monkeypatch: pytest.MonkeyPatch) -> None:
+    r, w = os.pipe()
+    os.write(w, b"t")
+    monkeypatch.setenv("MAKEFLAGS", f" -j2 --jobserver-fds={r},{w}")
+    try:
+        with pr.Reactor(jobserver=True) as reactor:
+            jobs = [reactor.spawn(python("import time; time.sleep(0.2)")) for _ in range(4)]
+        assert _overlap(jobs) == 2
+        assert _drain(r) == b"t"
+    finally:
+        os.close(r)
+        os.close(w)
