@@ -63,6 +63,10 @@ _FINAL_DRAIN_CHUNKS: Final = 16
 #: Writes to one stdin pipe per readiness event, at most (see _on_writable).
 _WRITES_PER_EVENT: Final = 64
 
+#: A start that found no fd is tried again when a job is done, or after this
+#: many seconds (the fds may have been held by someone else meanwhile).
+_STARVED_RETRY: Final = 0.5
+
 #: Below this many entries, the completion queue is not searched for jobs
 #: that were only weakly held and are gone.
 _COMPACT_MIN: Final = 256
@@ -169,8 +173,10 @@ class Reactor:
         self._compact_at = _COMPACT_MIN
         self._in_turn = False
         self._stopping_all = False  # inside _kill_all: spawn() is refused
-        # A start failed for want of fds: start nothing until a job is done.
+        # A start failed for want of fds: start nothing until a job is done,
+        # or until _starved_until (the fds may have been someone else's).
         self._fd_starved = False
+        self._starved_until = 0.0
         self._pid = os.getpid()
         self._closed = False
 
@@ -265,7 +271,7 @@ class Reactor:
         return job
 
     def _has_slot(self) -> bool:
-        if self._fd_starved and self._live:
+        if self._fd_starved and self._live and time.monotonic() < self._starved_until:
             return False
         if self.max_parallel is not None and len(self._live) >= self.max_parallel:
             return False
@@ -293,7 +299,8 @@ class Reactor:
         if js is None:
             return
         while len(self._tokens) > max(0, len(self._live) - 1):
-            js.give_back(self._tokens.pop())
+            js.give_back(self._tokens[-1])  # then forget it: an interrupt loses none
+            self._tokens.pop()
         want = self._token_wanted and bool(self._pending) and not js.broken
         if want != self._token_wait:
             if want:
@@ -307,6 +314,7 @@ class Reactor:
         nothing starts until a running job is done and has freed its fds."""
         self._pending.appendleft(job)
         self._fd_starved = True
+        self._starved_until = time.monotonic() + _STARVED_RETRY
 
     def _exhaustion_error(self, job: Job, exc: OSError) -> OSError:
         ours = sum(
@@ -766,6 +774,7 @@ class Reactor:
         writer.job._writer = None
         if isinstance(writer.feed, StdinWriter):
             writer.feed._break()
+            writer.feed._wake = None  # it held the writer, hence the job
 
     # -- exits and finishing -----------------------------------------------------
 
@@ -846,6 +855,7 @@ class Reactor:
         self._record_completion(job)
         if isinstance(job._feed, StdinWriter):
             job._feed._break()
+            job._feed._wake = None
         errors: list[BaseException] = []
         sinks, job._open_sinks = job._open_sinks, []
         for sink in sinks:
@@ -892,6 +902,8 @@ class Reactor:
         when = heap[0][0] if heap else None
         if self._polled and self._poll_at is not None:
             when = self._poll_at if when is None else min(when, self._poll_at)
+        if self._fd_starved and self._pending and self._starved_until > time.monotonic():
+            when = self._starved_until if when is None else min(when, self._starved_until)
         return when
 
     def _fire_deadlines(self, now: float) -> None:
@@ -981,13 +993,16 @@ class Reactor:
         """Close the reactor's own fds (the selector, the watcher's), and give
         make back every token still held."""
         self._closed = True
-        js, self._jobserver = self._jobserver, None
+        js = self._jobserver
         try:
             if js is not None:
-                tokens, self._tokens = self._tokens, []
-                for token in tokens:
-                    js.give_back(token)
-                js.close()
+                try:
+                    while self._tokens:
+                        js.give_back(self._tokens[-1])
+                        self._tokens.pop()
+                finally:
+                    self._jobserver = None
+                    js.close()
         finally:
             self._selector.close()
             self._watcher.close()
@@ -1046,6 +1061,11 @@ class Reactor:
         errors: list[BaseException] = []
         pending, self._pending = list(self._pending), deque()
         live = list(self._live)
+        self._fd_starved = False
+        # Nothing waits for a token any more: stop watching the jobserver
+        # (only exit watches may wake _reap_within), and give back the tokens
+        # of jobs already gone.
+        errors.extend(_call_quietly(self._settle_tokens))
         if not pending and not live:
             return errors
         self._stopping_all = True
@@ -1188,6 +1208,8 @@ class Reactor:
                 writer.registered = False
                 writer.fd.close()
                 job._writer = None
+                if isinstance(writer.feed, StdinWriter):
+                    writer.feed._wake = None  # the next start sets its own
             else:
                 self._end_input(writer)
 

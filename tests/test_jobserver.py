@@ -161,3 +161,63 @@ def test_old_jobserver_fds_spelling_is_understood(monkeypatch: pytest.MonkeyPatc
     finally:
         os.close(r)
         os.close(w)
+
+
+def test_no_busy_loop_while_killing_everything_when_a_token_comes_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A job waits for a token while close() kills the others; a token
+    appearing in the jobserver during the kill grace must not wake the
+    reactor over and over (regression: it spun for the whole grace)."""
+    r, w = _pipe_jobserver(b"", monkeypatch)
+    stubborn = python(
+        "import os, signal, sys, time\n"
+        f"signal.signal(signal.SIGTERM, lambda *a: os.write({w}, b'+'))\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(30)\n"
+    )
+    try:
+        reactor = pr.Reactor(jobserver=True)
+        calls = []
+        select = reactor._selector.select
+        monkeypatch.setattr(reactor._selector, "select", lambda t=None: calls.append(t) or select(t))
+        ready = []
+        reactor.spawn(stubborn, stdout=pr.LineSink(ready.append), kill_grace=1.0, pass_fds=(w,))
+        waiting = reactor.spawn(["true"])
+        while not ready:
+            reactor.step(5)
+        assert waiting.state is pr.JobState.PENDING
+        calls.clear()
+        reactor.close()
+        assert len(calls) < 50, f"{len(calls)} select() calls during a 1 s grace"
+        assert _drain(r) == b"+"  # and the token it returned went back to make
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_tokens_come_back_at_once_when_the_last_job_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two jobs end in one turn and the second on_exit raises: nothing is
+    live to kill, and the token of the first must still go back at once
+    (regression: it stayed held while the reactor stayed open)."""
+    r, w = _pipe_jobserver(b"q", monkeypatch)
+    calls = []
+
+    def second_fails(job: pr.Job) -> None:
+        calls.append(job)
+        if len(calls) == 2:
+            raise RuntimeError("on_exit failed")
+
+    try:
+        with pr.Reactor(jobserver=True) as reactor:
+            jobs = [reactor.spawn(["true"], on_exit=second_fails) for _ in range(2)]
+            for job in jobs:  # both exited (not reaped) before the next turn
+                assert job.pid is not None
+                os.waitid(os.P_PID, job.pid, os.WEXITED | os.WNOWAIT)
+            with pytest.raises(RuntimeError, match="^on_exit failed$"):
+                reactor.run(timeout=30)
+            # The reactor stays open and usable; make has its token back now.
+            assert _drain(r) == b"q"
+    finally:
+        os.close(r)
+        os.close(w)

@@ -200,6 +200,25 @@ def test_finished_jobs_are_not_kept_for_an_absent_consumer() -> None:
         assert list(reactor.as_completed(timeout=30)) == [kept]
 
 
+def test_a_finished_stdin_pipe_job_is_freed_without_the_gc() -> None:
+    """Regression: StdinWriter's wake-up callback kept a cycle alive through
+    the job, so such jobs outlived their last reference until a gc pass."""
+    gc.collect()
+    gc.disable()
+    try:
+        with pr.Reactor() as reactor:
+            job = reactor.spawn(["cat"], stdin=pr.PIPE, stdout=pr.PIPE)
+            assert job.stdin is not None
+            job.stdin.write(b"x")
+            job.stdin.close()
+            ref = weakref.ref(job)
+            del job
+            reactor.run(timeout=30)
+            assert ref() is None
+    finally:
+        gc.enable()
+
+
 def test_spawn_then_iterate_yields_unreferenced_jobs() -> None:
     with pr.Reactor() as reactor:
         for i in range(30):
