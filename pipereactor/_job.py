@@ -172,8 +172,10 @@ class Job:
         self._stopping = False
         self._swept = False
         self._popen: subprocess.Popen[bytes] | None = None
-        # Started by the caller (pipereactor.communicate): Popen reaps it.
+        # Started by the caller (pipereactor.communicate): Popen reaps it,
+        # or nobody yet (_leave_zombie: run() reaps it after the call).
         self._adopted = False
+        self._leave_zombie = False
         # Open pipe ends, and how we learn of the exit; emptied as they close.
         self._readers: list[_Reader] = []
         self._writer: _Writer | None = None

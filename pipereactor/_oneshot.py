@@ -49,16 +49,17 @@ class _Session:
     """What one Popen's communicate() calls share, so a call after
     TimeoutExpired neither loses nor repeats output or input."""
 
-    __slots__ = ("stdout", "stderr", "input", "exited_at")
+    __slots__ = ("stdout", "stderr", "input", "offset", "exited_at")
 
-    def __init__(
-        self, stdout: BytesSink | None, stderr: BytesSink | None, input: memoryview | None
-    ) -> None:
+    def __init__(self, stdout: BytesSink | None, stderr: BytesSink | None, input: Any) -> None:
         self.stdout = stdout
         self.stderr = stderr
-        #: Input not yet written (a view of the caller's buffer: never copied);
-        #: None once stdin needs no more writes.
+        #: The input (the caller's buffer, never copied; bytes in text mode),
+        #: or None once stdin needs no more writes; ``offset`` bytes are written.
+        #: A view of it exists only during a call, so the caller's buffer is
+        #: not locked (bytearray.extend) between calls.
         self.input = input
+        self.offset = 0
         #: When the child was seen to exit: the eof_grace clock survives calls.
         self.exited_at: float | None = None
 
@@ -99,6 +100,15 @@ def communicate(
     the stdlib, except on that path).  A stdin the child closed is not an
     error, as in the stdlib.
     """
+    return _communicate(popen, input, timeout, for_run=False)
+
+
+def _communicate(
+    popen: subprocess.Popen[Any], input: Any, timeout: float | None, *, for_run: bool
+) -> tuple[Any, Any]:
+    """communicate(); ``for_run``: run() owns the child and kills it on any
+    exception, so the child is left unreaped (a zombie reserving its group
+    id, see _kill_and_reap) and there is no grace wait on an interrupt."""
     if not isinstance(popen, subprocess.Popen):
         raise TypeError(f"popen must be a subprocess.Popen, not {type(popen).__name__}")
     if timeout is not None and not isinstance(timeout, numbers.Real):
@@ -121,8 +131,10 @@ def communicate(
     try:
         if session is None:
             session = _SESSIONS[popen] = _begin(popen, input)
-        done = _drive(popen, session, endtime)
+        done = _drive(popen, session, endtime, reap=not for_run)
     except KeyboardInterrupt:
+        if for_run:
+            raise
         # The child most likely got the same Ctrl-C: give it a moment to exit
         # (as subprocess does), and only once: Popen.__exit__ will not wait again.
         wait = _SIGINT_WAIT if endtime is None else min(_SIGINT_WAIT, endtime - time.monotonic())
@@ -149,7 +161,7 @@ def communicate(
 def _begin(popen: subprocess.Popen[Any], input: Any) -> _Session:
     """The first call's share: flush what the caller wrote to stdin, close
     it if there is no input, and take a byte view of the input."""
-    view: memoryview | None = None
+    data: Any = None
     if popen.stdin is not None:
         try:
             popen.stdin.flush()  # may block, if the caller wrote a lot (as subprocess)
@@ -157,13 +169,10 @@ def _begin(popen: subprocess.Popen[Any], input: Any) -> _Session:
             pass  # the child stopped reading: not an error for communicate
         if input:
             if isinstance(popen.stdin, io.TextIOBase):
-                view = memoryview(input.encode(popen.stdin.encoding, popen.stdin.errors))
+                data = input.encode(popen.stdin.encoding, popen.stdin.errors)
             else:
-                view = memoryview(input)  # TypeError for str, as subprocess
-                if view.c_contiguous:
-                    view = view.cast("B")  # write bytes, whatever the item size
-                else:
-                    view = memoryview(view.tobytes())
+                _byte_view(input).release()  # TypeError for str, as subprocess
+                data = input
         else:
             _close_quietly(popen.stdin)
     sinks = []
@@ -173,7 +182,16 @@ def _begin(popen: subprocess.Popen[Any], input: Any) -> _Session:
             sink = BytesSink()
             sink.write(_take_buffered(file))
         sinks.append(sink)
-    return _Session(sinks[0], sinks[1], view)
+    return _Session(sinks[0], sinks[1], data)
+
+
+def _byte_view(data: Any) -> memoryview:
+    """A flat byte view of a buffer, whatever its item size or layout."""
+    view = memoryview(data)
+    if view.c_contiguous:
+        return view.cast("B")
+    with view:
+        return memoryview(view.tobytes())
 
 
 def _take_buffered(file: IO[Any]) -> bytes:
@@ -187,8 +205,8 @@ def _take_buffered(file: IO[Any]) -> bytes:
         return b""
     fd = file.fileno()
     blocking = os.get_blocking(fd)
-    os.set_blocking(fd, False)
     try:
+        os.set_blocking(fd, False)
         # peek() returns the whole buffer, or (if empty) what one read finds now.
         data = file.peek(1)
         return file.read1(len(data)) if data else b""
@@ -196,50 +214,57 @@ def _take_buffered(file: IO[Any]) -> bytes:
         os.set_blocking(fd, blocking)
 
 
-def _drive(popen: subprocess.Popen[Any], session: _Session, endtime: float | None) -> bool:
+def _drive(
+    popen: subprocess.Popen[Any], session: _Session, endtime: float | None, *, reap: bool
+) -> bool:
     """Move bytes until the child is done or ``endtime`` passes; True if done.
 
     At least one turn is taken, even when ``endtime`` has passed, so that a
     child that has exited is seen to have.  The reactor lives for this call
     only; whatever is left (open pipes, input not yet written) goes back to
     the Popen and the session, and nothing of the reactor outlives the call.
+    With ``reap=False`` an exited child is left a zombie for the caller.
     """
     stdin = stdout = stderr = None
+    view = None
     if session.input is not None and popen.stdin is not None and not popen.stdin.closed:
-        stdin = (popen.stdin, BytesFeed(session.input))
+        view = _byte_view(session.input)
+        stdin = (popen.stdin, BytesFeed(view[session.offset:]))
     if session.stdout is not None and popen.stdout is not None and not popen.stdout.closed:
         stdout = (popen.stdout, session.stdout)
     if session.stderr is not None and popen.stderr is not None and not popen.stderr.closed:
         stderr = (popen.stderr, session.stderr)
     # PollSelector: no fd of its own to open and close on every call.
     reactor = Reactor(selector=selectors.PollSelector)
+    job = None
     try:
-        job = reactor._adopt(popen, stdin, stdout, stderr, EOF_GRACE, session.exited_at)
-        try:
-            while job.state is not JobState.DONE:
-                remaining = None if endtime is None else endtime - time.monotonic()
-                reactor._turn(remaining if remaining is None else max(0.0, remaining))
-                if remaining is not None and remaining <= 0:
-                    break
-        finally:
+        job = reactor._adopt(popen, stdin, stdout, stderr, EOF_GRACE, session.exited_at, reap=reap)
+        while job.state is not JobState.DONE:
+            remaining = None if endtime is None else endtime - time.monotonic()
+            reactor._turn(remaining if remaining is None else max(0.0, remaining))
+            if remaining is not None and remaining <= 0:
+                break
+    finally:
+        if job is not None:
             session.exited_at = job.exited_at
             writer = job._writer
             if writer is None:
                 session.input = None  # written, refused (EPIPE) or not wanted
-            else:
+            elif view is not None:
                 rest = writer.view if writer.view else writer.feed.pull()
-                session.input = memoryview(rest if rest is not None else b"")  # b"": just close
-            if job.state is not JobState.DONE:
-                reactor._detach(job)
+                session.offset = len(view) - (len(rest) if rest is not None else 0)
+        for live in list(reactor._live):  # not done, or an interrupt came early
+            reactor._detach(live)
+        if job is not None:
             # Job, readers and reactor point at each other: part them, so that
             # the output and the input are freed now rather than by the gc.
             job._readers.clear()
             job._writer = None
-            reactor._completed.clear()
-            reactor._deadlines.clear()
-    finally:
+            job._feed = None
+        reactor._completed.clear()
+        reactor._deadlines.clear()
         reactor._release()
-    return job.state is JobState.DONE
+    return job is not None and job.state is JobState.DONE
 
 
 def _partial(sink: BytesSink | None) -> bytes | None:
@@ -330,7 +355,7 @@ def run(
         universal_newlines=universal_newlines, **other_popen_kwargs,
     ) as process:
         try:
-            out, err = communicate(process, input, timeout)
+            out, err = _communicate(process, input, timeout, for_run=True)
         except BaseException:
             _kill_and_reap(process, own_group)
             raise
@@ -343,7 +368,13 @@ def run(
 def _kill_and_reap(process: subprocess.Popen[Any], own_group: bool) -> None:
     """SIGKILL the child and reap it; with ``own_group``, SIGKILL what is
     left of its process group too (a grandchild holding the pipe, say).  A
-    second interrupt does not stop the reaping, and is re-raised after it."""
+    second interrupt does not stop the reaping, and is re-raised after it.
+
+    The group is only signalled while the child is unreaped: its id cannot
+    have been given to anyone else then.  That is why run()'s communicate
+    leaves an exited child a zombie (where ``waitid`` can tell, see
+    ``_childwatch.exited_unreaped``) until this has run or the call succeeded.
+    """
     interrupt: BaseException | None = None
     while process.returncode is None:
         try:
@@ -362,14 +393,5 @@ def _kill_and_reap(process: subprocess.Popen[Any], own_group: bool) -> None:
             break
         except BaseException as exc:
             interrupt = interrupt or exc
-    if own_group:
-        # The child may have been reaped before (it exited, leaving a grandchild
-        # behind).  A group id stays reserved while the group has a member, so
-        # a group that answers signal 0 is still the child's.
-        try:
-            os.killpg(process.pid, 0)
-            os.killpg(process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
     if interrupt is not None:
         raise interrupt

@@ -475,6 +475,8 @@ class Reactor:
         stderr: tuple[IO[Any], Sink] | None,
         eof_grace: float | None,
         exited_at: float | None = None,
+        *,
+        reap: bool = True,
     ) -> Job:
         """Drive a Popen someone else started, as a RUNNING (or EXITED) job.
 
@@ -483,6 +485,8 @@ class Reactor:
         The child is reaped by ``popen.poll()`` and never signalled: the job has
         no timeout and is not its own process group as far as we know.
         ``exited_at`` carries the eof_grace clock over from an earlier call.
+        With ``reap=False``, a child seen to exit is left unreaped (a zombie)
+        for the caller, where ``waitid`` can tell an exit without reaping.
         """
         job = Job(
             self, popen.args, {},
@@ -493,6 +497,7 @@ class Reactor:
         )
         job._popen = popen
         job._adopted = True
+        job._leave_zombie = not reap
         job.pid = popen.pid
         job.started_at = time.monotonic()
         job.state = JobState.RUNNING
@@ -800,13 +805,21 @@ class Reactor:
                 # group without risking a recycled id.
                 job._signal_group(signal.SIGKILL)
                 job._swept = True
-        if job._adopted:
+        if job._leave_zombie and popen.returncode is None:
+            exited = _childwatch.exited_unreaped(popen.pid)
+            if exited is False:
+                return False
+            if exited is None:
+                popen.poll()  # no waitid here: reaping is the only way to know
+                if popen.returncode is None:
+                    return False
+        elif job._adopted:
             popen.poll()  # the caller's Popen: it reaps, as it would itself
         else:
             usage = _childwatch.reap(popen)
             if usage is not None:
                 job.rusage = Rusage.from_wait4(usage)
-        if popen.returncode is None:
+        if popen.returncode is None and not job._leave_zombie:
             return False
         job.returncode = popen.returncode
         job.exited_at = time.monotonic()

@@ -204,6 +204,18 @@ def test_nothing_of_the_call_waits_for_the_garbage_collector() -> None:
         gc.enable()
 
 
+def test_the_callers_input_buffer_is_not_locked_between_calls() -> None:
+    """Regression: the session held a view of the input across calls, so a
+    bytearray could not be resized after a TimeoutExpired."""
+    data = bytearray(b"x" * (1 << 20))
+    with subprocess.Popen(python("import time; time.sleep(30)"), stdin=subprocess.PIPE) as p:
+        with pytest.raises(subprocess.TimeoutExpired):
+            pr.communicate(p, data, timeout=0.1)
+        data.extend(b"more")  # BufferError while a view is exported
+        p.kill()
+        pr.communicate(p)
+
+
 def test_communicate_leaves_pipes_blocking_after_timeout() -> None:
     with subprocess.Popen(
         python("import time; print('a', flush=True); time.sleep(0.5); print('b')"),
@@ -275,14 +287,26 @@ def test_grandchild_holding_the_pipe_hangs_subprocess_run_but_not_ours() -> None
 
 
 @pytest.mark.deadline(60)
-def test_run_timeout_kills_a_grandchild_left_by_an_exited_child() -> None:
-    """The shell exits at once (and is reaped) while its grandchild holds the
-    pipe; the timeout still kills the group it leaves behind."""
+def test_run_timeout_kills_a_grandchild_left_by_an_exited_child(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shell exits at once while its grandchild holds the pipe; the
+    timeout still kills the group it leaves behind, and does so while the
+    shell is an unreaped zombie, so that the group id cannot have been
+    recycled (regression: it signalled the group after reaping the leader)."""
+    signalled = []
+
+    def spy(pgid: int, sig: int) -> None:
+        with open(f"/proc/{pgid}/stat") as f:  # FileNotFoundError once reaped
+            signalled.append((sig, f.read().split(") ")[1][0]))
+        real_killpg(pgid, sig)
+
+    real_killpg = os.killpg
+    monkeypatch.setattr(os, "killpg", spy)
     with pytest.raises(subprocess.TimeoutExpired) as info:
         pr.run("sleep 30 & echo $!; exit 0", shell=True, stdout=subprocess.PIPE, timeout=1,
                start_new_session=True)
     assert isinstance(info.value.output, bytes)
     wait_gone(int(info.value.output.split()[0]))
+    assert signalled == [(signal.SIGKILL, "Z")]
 
 
 @pytest.mark.deadline(60)
