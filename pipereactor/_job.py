@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, Union
 
-from ._fdio import Fd, Feed, StdinWriter
+from ._fdio import CHUNK, Fd, Feed, StdinWriter
 from ._sinks import Sink
 
 if TYPE_CHECKING:
@@ -69,18 +69,24 @@ class Rusage(NamedTuple):
 class _Reader:
     """The parent's end of a child's stdout or stderr, and where its bytes go."""
 
-    __slots__ = ("job", "fd", "sink")
+    __slots__ = ("job", "fd", "sink", "size", "grown", "splice_to")
 
-    def __init__(self, job: Job, fd: Fd, sink: Sink) -> None:
+    def __init__(self, job: Job, fd: Fd, sink: Sink, splice_to: int = -1) -> None:
         self.job = job
         self.fd = fd
         self.sink = sink
+        #: Bytes asked for per read: the pipe's capacity.
+        self.size = CHUNK
+        self.grown = False
+        #: An fd to splice() the output to instead of reading it (a NullSink's
+        #: /dev/null, a FileSink's regular file), or -1.
+        self.splice_to = splice_to
 
 
 class _Writer:
     """The parent's end of a child's stdin, and the input still to write."""
 
-    __slots__ = ("job", "fd", "feed", "view", "registered")
+    __slots__ = ("job", "fd", "feed", "view", "registered", "grown")
 
     def __init__(self, job: Job, fd: Fd, feed: Feed) -> None:
         self.job = job
@@ -88,6 +94,7 @@ class _Writer:
         self.feed = feed
         self.view: memoryview | None = None
         self.registered = False
+        self.grown = False
 
 
 class _ExitWatch:

@@ -21,11 +21,13 @@ children left, consistent and still usable.
 
 from __future__ import annotations
 
+import fcntl
 import heapq
 import math
 import os
 import selectors
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -38,9 +40,11 @@ from types import TracebackType
 from typing import IO, Any, Final
 
 from . import _childwatch, _fdlimit, _jobserver
-from ._fdio import Fd, Feed, StdinSource, StdinWriter, make_pipe, read_chunk, write_some
+from ._fdio import (
+    Fd, Feed, StdinSource, StdinWriter, grow_pipe, make_pipe, read_chunk, splice_some, write_some,
+)
 from ._job import Args, Job, JobCancelled, JobState, Rusage, _ExitWatch, _Reader, _Writer
-from ._sinks import OutputTarget, Sink
+from ._sinks import FileSink, NullSink, OutputTarget, Sink
 from ._spawnargs import check_args, check_popen_kwargs, check_seconds, make_feed, output_target
 
 __all__ = ["Reactor"]
@@ -177,6 +181,7 @@ class Reactor:
         # or until _starved_until (the fds may have been someone else's).
         self._fd_starved = False
         self._starved_until = 0.0
+        self._devnull = -1  # opened for the first NullSink spliced to it
         self._pid = os.getpid()
         self._closed = False
 
@@ -410,7 +415,7 @@ class Reactor:
                     assert sink is not None
                     r, w = make_pipe(size)
                     child_ends.append(w)
-                    job._readers.append(_Reader(job, Fd.own(r), sink))
+                    job._readers.append(_Reader(job, Fd.own(r), sink, self._splice_target(sink)))
                     stdio[i] = w
         except BaseException:
             for fd in child_ends:
@@ -418,6 +423,27 @@ class Reactor:
             self._close_fds(job, retry=True)
             raise
         return stdio, child_ends
+
+    def _splice_target(self, sink: Sink) -> int:
+        """Where a sink's bytes can be spliced to, bypassing Python: /dev/null
+        for a NullSink, the regular file of a FileSink that writes to a
+        descriptor (not O_APPEND, which splice refuses); else -1."""
+        if not hasattr(os, "splice"):
+            return -1
+        if type(sink) is NullSink:
+            if self._devnull < 0:
+                self._devnull = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+            return self._devnull
+        if type(sink) is FileSink:
+            fd = sink._splice_fd()
+            try:
+                if fd >= 0 and stat.S_ISREG(os.fstat(fd).st_mode) and not (
+                    fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND
+                ):
+                    return fd
+            except OSError:
+                pass
+        return -1
 
     def _undo_start(self, job: Job, popen: subprocess.Popen[bytes]) -> None:
         """Kill and reap a child just started, close its pipes.  Interrupts
@@ -710,13 +736,43 @@ class Reactor:
     # -- output ----------------------------------------------------------------
 
     def _on_readable(self, reader: _Reader) -> None:
-        if reader.fd.fd < 0:
+        fd = reader.fd.fd
+        if fd < 0:
             return  # closed earlier in this same turn
-        data = read_chunk(reader.fd.fd)
+        if reader.splice_to >= 0:
+            self._splice(reader, fd)
+            return
+        data = read_chunk(fd, reader.size)
         if data:
+            if len(data) == reader.size and not reader.grown:
+                self._grow(reader, fd)
             reader.sink.write(data)
         elif data is not None:
             self._end_stream(reader)
+
+    def _splice(self, reader: _Reader, fd: int) -> None:
+        """The bytes go from the pipe to the sink's file in the kernel, never
+        through us; the sink (NullSink, FileSink) only counts them."""
+        try:
+            n = splice_some(fd, reader.splice_to, reader.size)
+        except OSError:
+            reader.splice_to = -1  # this target refuses splice: read from now on
+            return  # the pipe is still readable: the next turn reads it
+        if n is None:
+            return
+        if n:
+            reader.sink.total += n  # type: ignore[attr-defined]
+            if n == reader.size and not reader.grown:
+                self._grow(reader, fd)
+        else:
+            self._end_stream(reader)
+
+    @staticmethod
+    def _grow(reader: _Reader, fd: int) -> None:
+        """A read found the pipe full: the child outpaces us.  A bigger pipe
+        (once) lets both sides do more per wake-up."""
+        reader.grown = True
+        reader.size = max(reader.size, grow_pipe(fd))
 
     def _end_stream(self, reader: _Reader) -> None:
         """EOF (or given up on): close the pipe end, then the sink, once."""
@@ -768,6 +824,9 @@ class Reactor:
                 return
             writer.view = writer.view[n:]
             if writer.view:
+                if not writer.grown:  # the pipe is full: make it bigger, once
+                    writer.grown = True
+                    grow_pipe(fd)
                 return  # the pipe is full
 
     def _end_input(self, writer: _Writer) -> None:
@@ -1019,6 +1078,9 @@ class Reactor:
         finally:
             self._selector.close()
             self._watcher.close()
+            if self._devnull >= 0:
+                os.close(self._devnull)
+                self._devnull = -1
 
     def _forked(self) -> bool:
         """In a child forked from the reactor's process, drop everything quietly.
@@ -1054,6 +1116,9 @@ class Reactor:
                 _FORKED_KQUEUES.append(self._selector)
             else:
                 self._selector.close()  # our copy of the epoll fd; no epoll_ctl
+            if self._devnull >= 0:
+                os.close(self._devnull)  # our copy
+                self._devnull = -1
             if self._watcher.fileno() is None:
                 self._watcher.close()
             else:
