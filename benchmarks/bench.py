@@ -7,7 +7,8 @@
 Every measurement runs in a fresh interpreter (``--one SYSTEM WORKLOAD``), so
 that one system's heap, threads or page cache of the parent cannot favour the
 next.  Within a repetition the systems run one after another in a rotated
-order; ratios are taken pair by pair inside a repetition (the machine's speed
+order, after one discarded warm-up run (the first run after another workload
+pays for that workload's memory and page cache); ratios are taken pair by pair inside a repetition (the machine's speed
 drifts between them), and the table gives medians with min-max.  Every
 output is checked: hashes where it is kept, byte counts where it is
 discarded.  Parent peak memory is VmHWM from /proc/self/status, reset just
@@ -551,6 +552,10 @@ def main() -> int:
         for name in names:
             systems = WORKLOADS[name].systems
             order = systems[rep % len(systems):] + systems[:rep % len(systems)]  # rotate
+            if not args.smoke:
+                # The first run after another workload pays for its memory and
+                # page cache (W1f swung 10x on position alone): warm up, discard.
+                run_one(order[-1], name, args.scale)
             for system in order:
                 runs[name].setdefault(system, [])
                 result = run_one(system, name, args.scale)

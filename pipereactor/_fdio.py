@@ -51,7 +51,13 @@ class Fd:
 
     @classmethod
     def own(cls, fd: int) -> Fd:
-        return cls(None, fd)
+        """A pipe end just made (blocking, no other flags): one fcntl, not three."""
+        self = cls.__new__(cls)
+        self._file = None
+        self.fd = fd
+        self._was_blocking = True
+        fcntl.fcntl(fd, fcntl.F_SETFL, os.O_NONBLOCK)
+        return self
 
     def close(self) -> None:
         if self.fd >= 0:
