@@ -179,6 +179,9 @@ class Job:
         self._stopping = False
         self._swept = False
         self._popen: subprocess.Popen[bytes] | None = None
+        # (FileSink, fd, offset at start) for streams given to the child as
+        # the file itself (see Reactor._make_pipes).
+        self._direct: list[tuple[Sink, int, int]] = []
         # Started by the caller (pipereactor.communicate): Popen reaps it,
         # or nobody yet (_leave_zombie: run() reaps it after the call).
         self._adopted = False

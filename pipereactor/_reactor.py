@@ -403,6 +403,7 @@ class Reactor:
         stdio = list(job._popen_stdio)
         size = job._popen_kwargs.get("pipesize")
         child_ends: list[int] = []
+        job._direct = []
         try:
             if stdio[0] == subprocess.PIPE:
                 assert job._feed is not None
@@ -413,6 +414,14 @@ class Reactor:
             for i, sink in ((1, job._sinks[0]), (2, job._sinks[1])):
                 if stdio[i] == subprocess.PIPE:
                     assert sink is not None
+                    direct = _direct_fd(sink)
+                    if direct >= 0:
+                        # The child writes to the file itself, as with the
+                        # shell's ">": no pipe, no copy through us.
+                        stdio[i] = direct
+                        if all(d[0] is not sink for d in job._direct):
+                            job._direct.append((sink, direct, _write_position(direct)))
+                        continue
                     r, w = make_pipe(size)
                     child_ends.append(w)
                     job._readers.append(_Reader(job, Fd.own(r), sink, self._splice_target(sink)))
@@ -426,23 +435,11 @@ class Reactor:
 
     def _splice_target(self, sink: Sink) -> int:
         """Where a sink's bytes can be spliced to, bypassing Python: /dev/null
-        for a NullSink, the regular file of a FileSink that writes to a
-        descriptor (not O_APPEND, which splice refuses); else -1."""
-        if not hasattr(os, "splice"):
-            return -1
-        if type(sink) is NullSink:
+        for a NullSink; else -1."""
+        if type(sink) is NullSink and hasattr(os, "splice"):
             if self._devnull < 0:
                 self._devnull = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
             return self._devnull
-        if type(sink) is FileSink:
-            fd = sink._splice_fd()
-            try:
-                if fd >= 0 and stat.S_ISREG(os.fstat(fd).st_mode) and not (
-                    fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND
-                ):
-                    return fd
-            except OSError:
-                pass
         return -1
 
     def _undo_start(self, job: Job, popen: subprocess.Popen[bytes]) -> None:
@@ -925,6 +922,11 @@ class Reactor:
         killed), call on_exit.  Each runs even if another raised; what they
         raised is returned."""
         self._record_completion(job)
+        for sink, fd, start in job._direct:
+            try:  # the child wrote to the file itself: count it from the offset
+                sink.total = os.lseek(fd, 0, os.SEEK_CUR) - start  # type: ignore[attr-defined]
+            except OSError:
+                pass
         if isinstance(job._feed, StdinWriter):
             job._feed._break()
             job._feed._wake = None
@@ -1386,6 +1388,28 @@ _FORKED_KQUEUES: list[object] = []
 def _is_kqueue(selector: selectors.BaseSelector) -> bool:
     kqueue_selector = getattr(selectors, "KqueueSelector", None)
     return kqueue_selector is not None and isinstance(selector, kqueue_selector)
+
+
+def _direct_fd(sink: Sink) -> int:
+    """The descriptor of a FileSink on a regular file, which the child can be
+    given as its stdout or stderr directly; else -1."""
+    if type(sink) is not FileSink:
+        return -1
+    fd = sink._direct_fd()
+    try:
+        if fd >= 0 and stat.S_ISREG(os.fstat(fd).st_mode):
+            return fd
+    except OSError:
+        pass
+    return -1
+
+
+def _write_position(fd: int) -> int:
+    """Where the next write to ``fd`` lands: its offset, or the end of the
+    file for O_APPEND (whose offset only moves once written to)."""
+    if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND:
+        return os.fstat(fd).st_size
+    return os.lseek(fd, 0, os.SEEK_CUR)
 
 
 def _close_sink(sink: Sink) -> None:

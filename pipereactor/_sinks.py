@@ -135,6 +135,13 @@ class FileSink:
     A file object or descriptor stays the caller's: at the end of the stream
     it is flushed, never closed.  Writes are blocking and complete; the
     descriptor's blocking mode is left as the caller set it.
+
+    Given to ``spawn`` with a path, or a descriptor of a regular file, the
+    child gets the file as its stdout (or stderr) itself, as the shell's
+    ``>`` does: no pipe, no copy through the parent.  ``total`` is then set
+    when the job is done, from how far the file offset moved; there is no
+    ``eof_grace`` (no pipe), and a grandchild that inherited the file may
+    write to it after the job is done.
     """
 
     def __init__(self, file: str | os.PathLike[str] | IO[bytes] | int) -> None:
@@ -173,9 +180,10 @@ class FileSink:
         while view:
             view = view[os.write(self._fd, view) :]
 
-    def _splice_fd(self) -> int:
-        """The descriptor the reactor may splice() into directly (counting
-        the bytes in ``total``), or -1 when writes go through a file object."""
+    def _direct_fd(self) -> int:
+        """The descriptor a child may write to itself (the reactor then sets
+        ``total`` from the file offset), or -1 when writes go through a file
+        object."""
         return self._fd if self._file is None else -1
 
     def close(self) -> None:

@@ -363,12 +363,12 @@ def test_line_sink_stays_bounded_on_a_huge_line() -> None:
 
 
 @pytest.mark.parametrize("append", [False, True])
-def test_file_and_null_sinks_take_the_splice_path_exactly(
+def test_file_sinks_go_to_the_child_and_null_sinks_are_spliced(
     tmp_path: Path, append: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """NullSink and a FileSink on a regular file get the bytes by splice()
-    (none through Python), with exact counts and content; an O_APPEND file,
-    which splice refuses, falls back to reads and writes, losing nothing."""
+    """A FileSink on a regular file becomes the child's stdout itself (as the
+    shell's '>'), with total counted from the file offset; NullSink gets the
+    bytes by splice(), none through Python.  Counts and content exact."""
     spliced = []
     real_splice = os.splice
 
@@ -380,18 +380,37 @@ def test_file_and_null_sinks_take_the_splice_path_exactly(
     monkeypatch.setattr(os, "splice", spy)
     size = (8 << 20) + 5
     path = tmp_path / "out"
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else 0)
-    fd = os.open(path, flags, 0o644)
+    path.write_bytes(b"head")
+    flags = os.O_WRONLY | (os.O_APPEND if append else 0)
+    fd = os.open(path, flags)
+    if not append:
+        os.lseek(fd, 4, os.SEEK_SET)
     try:
         with pr.Reactor() as reactor:
             out = pr.FileSink(fd)
             err = pr.NullSink()
             job = reactor.spawn(child("flood.py", str(size), str(size), "5"), stdout=out, stderr=err)
+            assert len(job._readers) == 1  # stderr's pipe only
     finally:
         os.close(fd)
     assert job.returncode == 0
     assert (out.total, err.total) == (size, size)
-    assert digest(path.read_bytes()) == digest(payload(5, size))
-    assert sum(spliced) >= size  # stderr at least went through the kernel only
-    if not append:
-        assert sum(spliced) == 2 * size
+    assert digest(path.read_bytes()) == digest(b"head" + payload(5, size))
+    assert sum(spliced) == size  # stderr, all of it through the kernel only
+
+
+def test_file_sink_through_a_pipe_when_it_is_not_a_regular_file() -> None:
+    r, w = os.pipe()
+    try:
+        with pr.Reactor() as reactor:
+            sink = pr.FileSink(w)
+            job = reactor.spawn(python("print('x' * 1000)"), stdout=sink)
+            assert len(job._readers) == 1  # a pipe: we read it and write to w
+        os.close(w)
+        w = -1
+        assert os.read(r, 4096) == b"x" * 1000 + b"\n"
+        assert sink.total == 1001
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
