@@ -12,13 +12,14 @@ reactor cares about: data, "not now", and "gone".
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any, Final, Union
 
 __all__ = [
-    "CHUNK", "BIG_PIPE", "Fd", "make_pipe", "grow_pipe", "read_chunk", "splice_some", "write_some",
+    "CHUNK", "BIG_PIPE", "Fd", "make_pipe", "grow_pipe", "release_pipe", "read_chunk", "splice_some", "write_some",
     "Feed", "BytesFeed", "IterFeed", "ReaderFeed", "StdinWriter", "StdinSource",
 ]
 
@@ -39,7 +40,7 @@ class Fd:
     twice) and ``release()`` hands it back untouched, blocking again if it was.
     """
 
-    __slots__ = ("fd", "_file", "_was_blocking")
+    __slots__ = ("fd", "_file", "_was_blocking", "charged")
 
     def __init__(self, file: IO[Any] | None, fd: int | None = None) -> None:
         self._file = file
@@ -48,6 +49,7 @@ class Fd:
         # created for a child, and undone by release() on borrowed ones.
         self._was_blocking = os.get_blocking(self.fd)
         os.set_blocking(self.fd, False)
+        self.charged = 0  # bytes grow_pipe added to this pipe
 
     @classmethod
     def own(cls, fd: int) -> Fd:
@@ -56,12 +58,22 @@ class Fd:
         self._file = None
         self.fd = fd
         self._was_blocking = True
+        self.charged = 0
         fcntl.fcntl(fd, fcntl.F_SETFL, os.O_NONBLOCK)
         return self
+
+    def grow(self) -> int:
+        """Grow the pipe (see ``grow_pipe``); return its capacity."""
+        size, charged = grow_pipe(self.fd)
+        self.charged += charged
+        return size
 
     def close(self) -> None:
         if self.fd >= 0:
             fd, self.fd = self.fd, -1
+            if self.charged:
+                release_pipe(self.charged)
+                self.charged = 0
             if self._file is None:
                 os.close(fd)
                 return
@@ -74,6 +86,9 @@ class Fd:
         """Give the file back open, in its original blocking mode."""
         if self.fd >= 0:
             fd, self.fd = self.fd, -1
+            if self.charged:  # no longer ours to account for
+                release_pipe(self.charged)
+                self.charged = 0
             if self._was_blocking:
                 os.set_blocking(fd, True)
 
@@ -119,23 +134,59 @@ def _pipe_max_size() -> int:
 BIG_PIPE: Final = 1 << 20
 
 
-def grow_pipe(fd: int) -> int:
+def grow_pipe(fd: int) -> tuple[int, int]:
     """Enlarge a busy pipe toward ``BIG_PIPE`` (``F_SETPIPE_SZ``, capped by
-    ``/proc/sys/fs/pipe-max-size``); return its capacity now (CHUNK if it
-    cannot be told or changed: other systems, or the user's pipe-page quota)."""
+    ``/proc/sys/fs/pipe-max-size``), never shrinking it; return its capacity
+    now (CHUNK when it cannot be told or changed) and the bytes it was grown
+    by, to be given back with ``release_pipe`` once it is closed.
+
+    Unprivileged users have a pipe-memory quota (``pipe-user-pages-soft``,
+    64 MiB by default) and, once over it, every new pipe they make gets only
+    8 KiB: so grown pipes get at most a quarter of the quota between them,
+    and ``release_pipe`` gives a closed pipe's share back.
+    """
+    global _PIPE_MAX, _grown
     setsz = getattr(fcntl, "F_SETPIPE_SZ", None)
-    if setsz is None:
-        return CHUNK
-    global _PIPE_MAX
+    getsz = getattr(fcntl, "F_GETPIPE_SZ", None)
+    if setsz is None or getsz is None:
+        return CHUNK, 0
     if _PIPE_MAX is None:
         _PIPE_MAX = _pipe_max_size()
     try:
-        return int(fcntl.fcntl(fd, setsz, _PIPE_MAX))
+        current = int(fcntl.fcntl(fd, getsz))
+        if current >= _PIPE_MAX or _grown + _PIPE_MAX > _grow_budget():
+            return current, 0
+        size = int(fcntl.fcntl(fd, setsz, _PIPE_MAX))
     except OSError:
-        return CHUNK  # EPERM: over pipe-user-pages-soft; the default will do
+        return CHUNK, 0  # EPERM: over the quota after all; the default will do
+    _grown += size - current
+    return size, size - current
+
+
+def release_pipe(size: int) -> None:
+    """A pipe that ``grow_pipe`` grew to ``size`` bytes was closed."""
+    global _grown
+    _grown = max(0, _grown - size)
+
+
+def _grow_budget() -> float:
+    global _BUDGET
+    if _BUDGET is None:
+        _BUDGET = math.inf
+        if os.geteuid() != 0:  # root is not held to the soft quota
+            try:
+                with open("/proc/sys/fs/pipe-user-pages-soft") as f:
+                    pages = int(f.read())
+                if pages > 0:
+                    _BUDGET = pages * os.sysconf("SC_PAGE_SIZE") / 4
+            except (OSError, ValueError):
+                _BUDGET = 16 * BIG_PIPE
+    return _BUDGET
 
 
 _PIPE_MAX: int | None = None
+_BUDGET: float | None = None
+_grown = 0  # bytes of pipe capacity grown and not yet released, this process
 
 #: splice() flags: move pages where the kernel can, never block on the pipe.
 _SPLICE_FLAGS: Final = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)

@@ -41,7 +41,7 @@ from typing import IO, Any, Final
 
 from . import _childwatch, _fdlimit, _jobserver
 from ._fdio import (
-    Fd, Feed, StdinSource, StdinWriter, grow_pipe, make_pipe, read_chunk, splice_some, write_some,
+    Fd, Feed, StdinSource, StdinWriter, make_pipe, read_chunk, splice_some, write_some,
 )
 from ._job import Args, Job, JobCancelled, JobState, Rusage, _ExitWatch, _Reader, _Writer
 from ._sinks import FileSink, NullSink, OutputTarget, Sink
@@ -410,6 +410,7 @@ class Reactor:
                 r, w = make_pipe(size)
                 child_ends.append(r)
                 job._writer = _Writer(job, Fd.own(w), job._feed)
+                job._writer.grown = size is not None and size > 0
                 stdio[0] = r
             for i, sink in ((1, job._sinks[0]), (2, job._sinks[1])):
                 if stdio[i] == subprocess.PIPE:
@@ -424,7 +425,11 @@ class Reactor:
                         continue
                     r, w = make_pipe(size)
                     child_ends.append(w)
-                    job._readers.append(_Reader(job, Fd.own(r), sink, self._splice_target(sink)))
+                    reader = _Reader(job, Fd.own(r), sink, self._splice_target(sink))
+                    if size is not None and size > 0:
+                        reader.grown = True  # the caller chose the size: keep it
+                        reader.size = max(reader.size, size)
+                    job._readers.append(reader)
                     stdio[i] = w
         except BaseException:
             for fd in child_ends:
@@ -769,7 +774,7 @@ class Reactor:
         """A read found the pipe full: the child outpaces us.  A bigger pipe
         (once) lets both sides do more per wake-up."""
         reader.grown = True
-        reader.size = max(reader.size, grow_pipe(fd))
+        reader.size = max(reader.size, reader.fd.grow())
 
     def _end_stream(self, reader: _Reader) -> None:
         """EOF (or given up on): close the pipe end, then the sink, once."""
@@ -823,7 +828,7 @@ class Reactor:
             if writer.view:
                 if not writer.grown:  # the pipe is full: make it bigger, once
                     writer.grown = True
-                    grow_pipe(fd)
+                    writer.fd.grow()
                 return  # the pipe is full
 
     def _end_input(self, writer: _Writer) -> None:
@@ -922,9 +927,10 @@ class Reactor:
         killed), call on_exit.  Each runs even if another raised; what they
         raised is returned."""
         self._record_completion(job)
-        for sink, fd, start in job._direct:
-            try:  # the child wrote to the file itself: count it from the offset
-                sink.total = os.lseek(fd, 0, os.SEEK_CUR) - start  # type: ignore[attr-defined]
+        direct, job._direct = job._direct, []
+        for sink, fd, start in direct:
+            try:  # the child wrote to the file itself: count how far it got
+                sink.total += _write_position(fd) - start  # type: ignore[attr-defined]
             except OSError:
                 pass
         if isinstance(job._feed, StdinWriter):
@@ -1277,6 +1283,8 @@ class Reactor:
         Safe on a half-registered job.  With ``retry``, the job is going back
         to the queue (its start failed): its input is kept for the next start.
         """
+        if retry:
+            job._direct = []  # it never ran: nothing written to count
         for reader in job._readers:
             self._unregister_quietly(reader.fd.fd)
             reader.fd.close()
@@ -1406,7 +1414,9 @@ def _direct_fd(sink: Sink) -> int:
 
 def _write_position(fd: int) -> int:
     """Where the next write to ``fd`` lands: its offset, or the end of the
-    file for O_APPEND (whose offset only moves once written to)."""
+    file for O_APPEND (whose offset only moves once written to).  Anything
+    else written there meanwhile (through the same description, or to the
+    same O_APPEND file) counts too."""
     if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND:
         return os.fstat(fd).st_size
     return os.lseek(fd, 0, os.SEEK_CUR)

@@ -414,3 +414,55 @@ def test_file_sink_through_a_pipe_when_it_is_not_a_regular_file() -> None:
         os.close(r)
         if w >= 0:
             os.close(w)
+
+
+def test_file_sink_total_adds_up_over_jobs_and_ignores_jobs_that_never_ran(tmp_path: Path) -> None:
+    """Regression: the direct path assigned total (so a second job replaced
+    the first's count), counted an O_APPEND file's size for a silent child,
+    and counted a job whose start failed."""
+    path = tmp_path / "log"
+    path.write_bytes(b"0123456789")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        sink = pr.FileSink(fd)
+        with pr.Reactor(max_parallel=1) as reactor:
+            reactor.spawn(python("print('abcd')"), stdout=sink)
+            reactor.spawn(python("pass"), stdout=sink)
+            reactor.spawn(python("print('xy')"), stdout=sink)
+            missing = reactor.spawn(["/nonexistent/program"], stdout=sink)
+        assert isinstance(missing.error, FileNotFoundError)
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b"0123456789abcd\nxy\n"
+    assert sink.total == 8
+
+
+def test_pipesize_is_kept_and_grown_pipes_stay_within_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    import fcntl
+
+    from pipereactor import _fdio
+
+    with pr.Reactor() as reactor:
+        job = reactor.spawn(child("flood.py", str(4 << 20), "0", "3"), stdout=pr.NullSink(),
+                            pipesize=256 << 10)
+        reader = job._readers[0]
+        job.wait(timeout=30)
+    assert reader.grown and reader.size == 256 << 10  # never grown past the caller's size
+    assert _fdio._grown == 0  # every grown pipe was given back
+
+    # An unprivileged user's budget: a quarter of pipe-user-pages-soft.
+    monkeypatch.setattr(_fdio, "_BUDGET", float(2 * BIG_PIPE))
+    with pr.Reactor() as reactor:
+        jobs = [reactor.spawn(python("import sys, time; sys.stdout.buffer.write(b'x' * 300000); "
+                                     "sys.stdout.flush(); time.sleep(0.5)"), stdout=pr.NullSink())
+                for _ in range(4)]
+        peak = 0
+        while not all(job.done for job in jobs):
+            reactor.step(5)
+            peak = max(peak, _fdio._grown)
+            big = [r for j in jobs for r in j._readers
+                   if r.fd.fd >= 0 and fcntl.fcntl(r.fd.fd, fcntl.F_GETPIPE_SZ) > 65536]
+            assert len(big) <= 2
+        assert 0 < peak <= 2 * BIG_PIPE
+    assert _fdio._grown == 0
+    assert all(job.stdout.total == 300000 for job in jobs)
