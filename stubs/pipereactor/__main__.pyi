@@ -1,0 +1,1 @@
+# `python -m pipereactor`: the command-line runner; nothing to import here.
