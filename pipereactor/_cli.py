@@ -129,6 +129,7 @@ class _Console:
         self.err: IO[bytes] = sys.stderr.buffer
         self.progress = progress
         self._status = ""
+        self.closed: set[IO[bytes]] = set()
 
     def _clear(self) -> None:
         if self._status:
@@ -136,9 +137,20 @@ class _Console:
             self._status = ""
 
     def write(self, stream: IO[bytes], data: bytes) -> None:
+        if stream in self.closed:
+            return
         self._clear()
-        stream.write(data)
-        stream.flush()
+        try:
+            stream.write(data)
+            stream.flush()
+        except BrokenPipeError:
+            # The reader went away (`| head`): stop writing there, quietly,
+            # and let the jobs finish as other tools do.
+            self.closed.add(stream)
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+            except OSError:
+                pass
 
     def status(self, text: str) -> None:
         if not self.progress:
@@ -166,7 +178,7 @@ def _terminal_width() -> int:
 def _tagged(data: bytes, tag: str | None) -> bytes:
     if tag is None or not data:
         return data
-    prefix = tag.encode("utf-8", "replace") + b"\t"
+    prefix = tag.encode("utf-8", "surrogateescape") + b"\t"
     lines = data.splitlines(keepends=True)
     return b"".join(prefix + line for line in lines)
 
@@ -203,7 +215,7 @@ class _Runner:
         self.finished: list[Job] = []
         self.failed: list[Job] = []
         self.printed_upto = 0  # -k: jobs printed so far, by seq
-        self.ready: dict[int, Job] = {}
+        self.ready: dict[int, Job | None] = {}
         self.joblog: IO[str] | None = None
         self.halted = False
         self.not_started = 0  # spawn() itself failed (a missing program)
@@ -252,12 +264,21 @@ class _Runner:
         if self.args.line_buffer or self.args.results:
             return
         if self.args.keep_order:
-            self.ready[spec.seq] = job
-            while self.printed_upto + 1 in self.ready:
-                self.printed_upto += 1
-                self._print_group(self.ready.pop(self.printed_upto))
+            self._ordered(spec.seq, job)
         else:
             self._print_group(job)
+
+    def _ordered(self, seq: int, job: Job | None) -> None:
+        """-k: print each job once every job before it was printed (None: a
+        job that never started, nothing to print)."""
+        if not self.args.keep_order or self.args.line_buffer or self.args.results:
+            return
+        self.ready[seq] = job
+        while self.printed_upto + 1 in self.ready:
+            self.printed_upto += 1
+            ready = self.ready.pop(self.printed_upto)
+            if ready is not None:
+                self._print_group(ready)
 
     def _print_group(self, job: Job) -> None:
         spec = self.by_job[job]
@@ -270,10 +291,12 @@ class _Runner:
                 self.console.write(self.console.err, _tagged(
                     f"[pipereactor: job {spec.seq}: first {ring.dropped} bytes of its "
                     f"{'stdout' if ring is job.stdout else 'stderr'} not kept]\n".encode(), tag))
-            if data and not data.endswith(b"\n"):
-                data += b"\n"
-            if data:
+            if data:  # as the job wrote it: no newline added (binary output)
                 self.console.write(stream, _tagged(data, tag))
+        if job.returncode == 0 and job.error is None:
+            # Printed: keep nothing of a job that succeeded, or memory would
+            # grow with the number of jobs despite --max-output.
+            job.stdout = job.stderr = None
 
     def _log(self, job: Job, spec: _Spec) -> None:
         if self.joblog is None:
@@ -295,8 +318,17 @@ class _Runner:
     def run(self) -> int:
         a = self.args
         interrupted = False
+        stopped_by: list[int] = []
+
+        def stop(signum: int, frame: Any) -> None:
+            # The jobs lead their own sessions: nothing else would stop them.
+            stopped_by.append(signum)
+            raise KeyboardInterrupt
+
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, stop)
         if a.joblog:
-            self.joblog = open(a.joblog, "w")
+            self.joblog = open(a.joblog, "w", encoding="utf-8", errors="surrogateescape")
             self.joblog.write("Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n")
         try:
             with Reactor(max_parallel=a.jobs) as reactor:
@@ -311,8 +343,9 @@ class _Runner:
                                             on_exit=self.on_exit, **kwargs)
                     except OSError as exc:
                         self.console.write(self.console.err,
-                                           f"pipereactor: cannot start {spec.command()}: {exc}\n".encode())
+                                           f"pipereactor: cannot start {spec.command()}: {exc}\n".encode("utf-8", "surrogateescape"))
                         self.not_started += 1
+                        self._ordered(spec.seq, None)  # -k must not wait for it
                         continue
                     self.by_job[job] = spec
                 try:
@@ -327,6 +360,8 @@ class _Runner:
             if self.joblog is not None:
                 self.joblog.close()
         self._summary(interrupted)
+        if stopped_by:
+            return 128 + stopped_by[0]
         if interrupted:
             return 130
         return min(len(self.failed) + self.not_started, 100)
@@ -347,7 +382,8 @@ class _Runner:
         err = self.console.err
         for job in failed_jobs[:10]:
             spec = self.by_job[job]
-            lines = [f"pipereactor: job {spec.seq} failed ({_describe(job)}): {spec.command()}\n".encode()]
+            lines = [f"pipereactor: job {spec.seq} failed ({_describe(job)}): {spec.command()}\n"
+                     .encode("utf-8", "surrogateescape")]
             for name, data in (("stdout", _tail_of(job.stdout)), ("stderr", _tail_of(job.stderr))):
                 for line in _tail_lines(data, self.args.tail):
                     lines.append(f"  {name}| ".encode() + line + b"\n")
@@ -367,7 +403,7 @@ class _Runner:
                     if j.rusage else ""
                 parts.append(f"{self.by_job[j].command()} {j.duration:.1f}s{usage}")
             text += "; slowest: " + "; ".join(parts)
-        self.console.write(err, text.encode("utf-8", "replace") + b"\n")
+        self.console.write(err, text.encode("utf-8", "surrogateescape") + b"\n")
 
 
 def _bytes_seen(sink: object) -> int:
@@ -411,12 +447,17 @@ def main(argv: list[str] | None = None) -> int:
         os.makedirs(args.results, exist_ok=True)
     try:
         if args.arg_file:
-            with open(args.arg_file, encoding="utf-8", errors="surrogateescape") as f:
-                lines = f.readlines()
+            with open(args.arg_file, "rb") as f:
+                raw = f.read()
         else:
-            lines = sys.stdin.readlines()
+            raw = sys.stdin.buffer.read()
+        # Lines end at "\n" only, whatever the source, and bytes that are not
+        # UTF-8 (file names) pass through unchanged.
+        lines = raw.decode("utf-8", "surrogateescape").split("\n")
     except OSError as exc:
         parser.error(f"cannot read the input: {exc}")
+    except KeyboardInterrupt:
+        return 130
     specs = list(_specs(lines, template, args.shell))
     progress = args.progress if args.progress is not None else sys.stderr.isatty()
     console = _Console(progress)

@@ -7,6 +7,7 @@ import os
 import pty
 import re
 import select
+import shlex
 import signal
 import subprocess
 import sys
@@ -35,11 +36,9 @@ def test_command_file_grouped_output_failure_tail_and_exit_status(tmp_path: Path
         "echo bad >&2; echo out; exit 3\n"
         "printf 'no newline'\n"
     )
-    done = cli("-j", "2", "-a", str(commands))
+    done = cli("-j", "2", "-k", "-a", str(commands))
     assert done.returncode == 1
-    out = done.stdout.splitlines()
-    assert sorted(out) == ["no newline", "one", "out", "two"]
-    assert out.index("two") == out.index("one") + 1  # a job's output stays together
+    assert done.stdout == "one\ntwo\nout\nno newline"  # as written: no newline added
     assert "pipereactor: job 2 failed (exit 3): echo bad >&2; echo out; exit 3" in done.stderr
     assert "  stderr| bad" in done.stderr and "  stdout| out" in done.stderr
     assert "pipereactor: 2 ok, 1 failed (0 timed out) of 3 in" in done.stderr
@@ -227,3 +226,47 @@ def test_bad_options_are_clear_errors() -> None:
     ):
         done = cli(*args)
         assert done.returncode == 2 and message in done.stderr
+
+
+def test_review_findings_on_the_cli(tmp_path: Path) -> None:
+    """Regressions: -k waited for ever behind a job that could not start;
+    non-UTF-8 input crashed the job log; a closed stdout gave a traceback;
+    binary output got a newline appended."""
+    done = cli("-k", "-j", "2", "--", "{}", "hi", input="/nonexistent/prog\n/bin/echo\n/bin/echo\n")
+    assert done.stdout == "hi\nhi\n" and done.returncode == 1
+    joblog = tmp_path / "jl"
+    raw = subprocess.run([*CLI, "--joblog", str(joblog), "--", "printf", "%s"], input=b"caf\xe9\n",
+                         capture_output=True, env=ENV, timeout=30)
+    assert (raw.returncode, raw.stdout) == (0, b"caf\xe9")
+    assert joblog.read_bytes().splitlines()[1].endswith(b"printf %s 'caf\xe9'")
+    piped = subprocess.run(f"seq 300 | {shlex.join(CLI)} -- echo | head -1", shell=True,
+                           capture_output=True, text=True, env=ENV, timeout=30)
+    assert "Traceback" not in piped.stderr and piped.stdout.strip().isdigit()
+    gz = subprocess.run(f"printf 'x\\ny\\n' | {shlex.join(CLI)} -k -j1 --shell -- 'printf %s {{}} | gzip -c' | gunzip",
+                        shell=True, capture_output=True, text=True, env=ENV, timeout=30)
+    assert gz.stdout == "xy" and gz.returncode == 0
+
+
+@pytest.mark.deadline(30)
+def test_sigterm_to_the_runner_stops_its_jobs(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    runner = subprocess.Popen([*CLI, "--kill-grace", "1"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+    try:
+        assert runner.stdin is not None
+        runner.stdin.write(f"echo $$ >> {pids}; sleep 60\n".encode() * 2)
+        runner.stdin.close()
+        runner.stdin = None
+        deadline = time.monotonic() + 20
+        while (not pids.exists() or len(pids.read_text().split()) < 2) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        started = [int(p) for p in pids.read_text().split()]
+        runner.terminate()
+        runner.communicate(timeout=20)
+    finally:
+        if runner.returncode is None:
+            runner.kill()
+            runner.communicate()
+    assert runner.returncode == 128 + signal.SIGTERM
+    for pid in started:
+        wait_gone(pid, timeout=5)
