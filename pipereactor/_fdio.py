@@ -42,9 +42,9 @@ class Fd:
 
     __slots__ = ("fd", "_file", "_was_blocking", "charged")
 
-    def __init__(self, file: IO[Any] | None, fd: int | None = None) -> None:
-        self._file = file
-        self.fd = file.fileno() if file is not None else fd if fd is not None else -1
+    def __init__(self, file: IO[Any]) -> None:
+        self._file: IO[Any] | None = file
+        self.fd = file.fileno()
         # O_NONBLOCK is per open-file description: it is set only on pipe ends
         # created for a child, and undone by release() on borrowed ones.
         self._was_blocking = os.get_blocking(self.fd)

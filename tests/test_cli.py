@@ -28,6 +28,15 @@ def cli(*args: str, input: str = "", timeout: float = 60) -> subprocess.Complete
                           env=ENV, timeout=timeout)
 
 
+def _pids_written(path: Path, count: int) -> list[int]:
+    """The pids the jobs append to ``path``, once ``count`` are there (the
+    jobs write them from another process: nothing to wait on but the file)."""
+    deadline = time.monotonic() + 20
+    while (not path.exists() or len(path.read_text().split()) < count) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return [int(p) for p in path.read_text().split()]
+
+
 def test_command_file_grouped_output_failure_tail_and_exit_status(tmp_path: Path) -> None:
     commands = tmp_path / "commands"
     commands.write_text(
@@ -157,10 +166,7 @@ def test_ctrl_c_stops_everything_prints_the_summary_and_exits_130(tmp_path: Path
         runner.stdin.write(f"{job}\n" * 5)
         runner.stdin.close()
         runner.stdin = None
-        deadline = time.monotonic() + 20
-        while (not pids.exists() or len(pids.read_text().split()) < 6) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        started = [int(p) for p in pids.read_text().split()]
+        started = _pids_written(pids, 6)
         assert len(started) == 6  # three jobs running (-j 3), each with a grandchild
         os.killpg(runner.pid, signal.SIGINT)  # as a terminal's Ctrl-C would
         out, err = runner.communicate(timeout=20)
@@ -257,10 +263,7 @@ def test_sigterm_to_the_runner_stops_its_jobs(tmp_path: Path) -> None:
         runner.stdin.write(f"echo $$ >> {pids}; sleep 60\n".encode() * 2)
         runner.stdin.close()
         runner.stdin = None
-        deadline = time.monotonic() + 20
-        while (not pids.exists() or len(pids.read_text().split()) < 2) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        started = [int(p) for p in pids.read_text().split()]
+        started = _pids_written(pids, 2)
         runner.terminate()
         runner.communicate(timeout=20)
     finally:
