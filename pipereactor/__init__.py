@@ -7,7 +7,7 @@ loop.  See the README for the semantics; each name below documents its own.
 
 from subprocess import DEVNULL, PIPE, STDOUT, CalledProcessError, CompletedProcess, TimeoutExpired
 
-from ._fdio import StdinWriter
+from ._feeds import StdinWriter
 from ._job import Job, JobCancelled, JobState, Rusage
 from ._oneshot import communicate, run
 from ._reactor import Reactor

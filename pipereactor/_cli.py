@@ -252,7 +252,7 @@ class _Runner:
             return
         self.finished.append(job)
         # A job the runner stopped (Ctrl-C) failed, whatever it exited with.
-        ok = job.returncode == 0 and job.error is None and not job._stopping
+        ok = job.returncode == 0 and job.error is None and not (job.timed_out or job.cancelled)
         if not ok:
             self.failed.append(job)
             if self.args.halt_on_error and not self.halted:

@@ -1,7 +1,9 @@
 """One child process as the reactor sees it: its state, its streams, its signals.
 
-A ``Job`` is passive: it holds state and answers questions; the ``Reactor``
-moves it from one state to the next.  The states, in order:
+A ``Job`` is passive: it holds state and answers questions; the reactor's
+lifecycle moves it from one state to the next, and ``wait()``/``cancel()``
+reach the reactor only through the small ``JobDriver`` protocol (so this
+module imports nothing of the reactor's).  The states, in order:
 
 ``PENDING``  spawned but waiting for a ``max_parallel`` slot; no process yet.
 ``RUNNING``  the child process is alive (or a zombie not yet noticed).
@@ -9,6 +11,12 @@ moves it from one state to the next.  The states, in order:
              grandchild holds it); ``eof_grace`` bounds this state.
 ``DONE``     final.  The child was reaped (or never started), every stream
              has ended and its sink was closed, ``on_exit`` has been called.
+
+Across RUNNING and EXITED a job may also be *stopping* (``Stop``): told to
+end by a timeout, ``cancel()`` or a kill of everything, then *swept* once what
+was left of its process group got SIGKILL.  A DONE job keeps only what the
+caller can read: the pipes, the feed, the Popen arguments and the driver are
+let go.
 """
 
 from __future__ import annotations
@@ -21,15 +29,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple, Union
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, Union
 
-from ._fdio import CHUNK, Fd, Feed, StdinWriter
+from ._feeds import Feed, StdinWriter
 from ._sinks import Sink
 
 if TYPE_CHECKING:
-    from ._reactor import Reactor
+    from ._pipes import Reader, Writer
 
-__all__ = ["Job", "JobState", "JobCancelled", "Rusage"]
+__all__ = ["Job", "JobState", "JobCancelled", "Rusage", "JobDriver", "Launch", "Stop"]
 
 StrOrBytesPath = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 Args = Union[StrOrBytesPath, Sequence[StrOrBytesPath]]
@@ -66,45 +74,41 @@ class Rusage(NamedTuple):
         return cls(usage.ru_utime, usage.ru_stime, usage.ru_maxrss * scale)
 
 
-class _Reader:
-    """The parent's end of a child's stdout or stderr, and where its bytes go."""
+class Stop(enum.Enum):
+    """How far the reactor got in stopping a job (RUNNING or EXITED)."""
 
-    __slots__ = ("job", "fd", "sink", "size", "grown", "splice_to")
-
-    def __init__(self, job: Job, fd: Fd, sink: Sink, splice_to: int = -1) -> None:
-        self.job = job
-        self.fd = fd
-        self.sink = sink
-        #: Bytes asked for per read: the pipe's capacity.
-        self.size = CHUNK
-        self.grown = False
-        #: An fd to splice() the output to instead of reading it (a NullSink's
-        #: /dev/null, a FileSink's regular file), or -1.
-        self.splice_to = splice_to
+    NO = "no"  #: nobody asked it to stop
+    STOPPING = "stopping"  #: SIGTERM (or SIGKILL) sent; SIGKILL follows after kill_grace
+    SWEPT = "swept"  #: what was left of its process group got SIGKILL; its id may be free now
 
 
-class _Writer:
-    """The parent's end of a child's stdin, and the input still to write."""
+class JobDriver(Protocol):
+    """What a Job needs of the reactor that runs it."""
 
-    __slots__ = ("job", "fd", "feed", "view", "registered", "grown")
+    def _wait_job(self, job: Job, timeout: float | None) -> None:
+        """Drive the loop until ``job`` is done; TimeoutExpired after ``timeout``."""
 
-    def __init__(self, job: Job, fd: Fd, feed: Feed) -> None:
-        self.job = job
-        self.fd = fd
+    def _cancel_job(self, job: Job) -> None:
+        """Take a pending job off the queue, or stop a running one."""
+
+
+class Launch:
+    """What starting a job takes, and nothing else: let go once it started."""
+
+    __slots__ = ("popen_kwargs", "stdio", "feed", "sinks")
+
+    def __init__(
+        self,
+        popen_kwargs: dict[str, Any],
+        stdio: tuple[object, object, object],
+        feed: Feed | None,
+        sinks: tuple[Sink | None, Sink | None],
+    ) -> None:
+        self.popen_kwargs = popen_kwargs
+        #: What Popen gets for each stream (PIPE where we make the pipe).
+        self.stdio = stdio
         self.feed = feed
-        self.view: memoryview | None = None
-        self.registered = False
-        self.grown = False
-
-
-class _ExitWatch:
-    """A per-child fd (a pidfd) that turns readable when the child exits."""
-
-    __slots__ = ("job", "handle")
-
-    def __init__(self, job: Job, handle: int) -> None:
-        self.job = job
-        self.handle = handle
+        self.sinks = sinks
 
 
 class Job:
@@ -121,7 +125,9 @@ class Job:
             (None, DEVNULL, a file descriptor, or ``stderr=STDOUT``).
         stdin: a StdinWriter with ``stdin=PIPE``, else None.
         timed_out: True once ``timeout`` expired and the job was told to stop.
-        cancelled: True once ``cancel()`` was called on an unfinished job.
+        cancelled: True once ``cancel()`` was called on an unfinished job, or
+            once the reactor stopped it while killing every job (an exception
+            escaping the loop, ``close()``) before its timeout did.
         error: the exception that kept a queued job from starting (for
             example FileNotFoundError), or JobCancelled; None otherwise.
         started_at: ``time.monotonic()`` when the child was started, or None.
@@ -133,7 +139,7 @@ class Job:
 
     def __init__(
         self,
-        reactor: Reactor,
+        reactor: JobDriver,
         args: Args,
         popen_kwargs: dict[str, Any],
         stdin: tuple[object, Feed | None],
@@ -163,33 +169,30 @@ class Job:
         feed = stdin[1]
         self.stdin: StdinWriter | None = feed if isinstance(feed, StdinWriter) else None
 
-        self._reactor = reactor
-        self._popen_kwargs = popen_kwargs
-        self._popen_stdio: tuple[Any, Any, Any] = (stdin[0], stdout[0], stderr[0])
-        self._feed = feed
-        self._sinks = (stdout[1], stderr[1])
+        #: The reactor, until the job is done.
+        self._driver: JobDriver | None = reactor
+        #: What the start needs; None once the child runs (or never will).
+        self._launch: Launch | None = Launch(
+            popen_kwargs, (stdin[0], stdout[0], stderr[0]), feed, (stdout[1], stderr[1])
+        )
         # Sinks whose close() is still owed: one entry per distinct sink, so a
         # sink shared by stdout and stderr is closed once.
         self._open_sinks: list[Sink] = []
-        for sink in self._sinks:
+        for sink in (stdout[1], stderr[1]):
             if sink is not None and all(sink is not s for s in self._open_sinks):
                 self._open_sinks.append(sink)
-        # Set once the reactor began stopping the job (timeout, cancel), and
-        # once it has SIGKILLed what was left of the job's process group.
-        self._stopping = False
-        self._swept = False
-        self._popen: subprocess.Popen[bytes] | None = None
-        # (FileSink, fd, offset at start) for streams given to the child as
-        # the file itself (see Reactor._make_pipes).
+        self._stop = Stop.NO
+        self._popen: subprocess.Popen[Any] | None = None
+        #: (sink, fd, offset at start) for streams the child writes to a file
+        #: itself (see _sinks.child_fd); counted when the job is done.
         self._direct: list[tuple[Sink, int, int]] = []
-        # Started by the caller (pipereactor.communicate): Popen reaps it,
-        # or nobody yet (_leave_zombie: run() reaps it after the call).
-        self._adopted = False
-        self._leave_zombie = False
+        #: How the child is reaped: None for the reactor's own children
+        #: (wait4, with rusage); run()/communicate() set their own.
+        self._reaper: Any = None
         # Open pipe ends, and how we learn of the exit; emptied as they close.
-        self._readers: list[_Reader] = []
-        self._writer: _Writer | None = None
-        self._exit_watch: _ExitWatch | None = None
+        self._readers: list[Reader] = []
+        self._writer: Writer | None = None
+        self._exit_watch: Any = None
         # Whether signals go to the child's whole process group.
         self._own_group = bool(popen_kwargs.get("start_new_session")) or (
             popen_kwargs.get("process_group") == 0
@@ -235,7 +238,8 @@ class Job:
             whatever a sink or callback raised while the reactor ran; every job
                 is then killed and reaped before the exception reaches you.
         """
-        self._reactor._drive_until(lambda: self.state is JobState.DONE, timeout, self.args)
+        if self._driver is not None:
+            self._driver._wait_job(self, timeout)
         if self.error is not None:
             raise self.error
         if self.returncode is None:  # cancelled while an interrupt cut the cleanup short
@@ -290,7 +294,8 @@ class Job:
         running job's process group gets SIGTERM, then SIGKILL ``kill_grace``
         seconds later if it is still not done.  A finished job is left alone.
         """
-        self._reactor._cancel(self)
+        if self._driver is not None:
+            self._driver._cancel_job(self)
 
     def _signal_job(self, sig: int) -> None:
         if self.state is JobState.PENDING:
@@ -301,7 +306,7 @@ class Job:
     def _group_alive(self) -> bool:
         """Whether the job's own process group may still have members
         (False once it was swept, or without a group of its own)."""
-        if not self._own_group or self._swept or self._popen is None:
+        if not self._own_group or self._stop is Stop.SWEPT or self._popen is None:
             return False
         try:
             os.killpg(self._popen.pid, 0)
@@ -316,7 +321,7 @@ class Job:
         if self._popen is None or self.state is JobState.DONE:
             return
         if self._own_group:
-            if self._swept:
+            if self._stop is Stop.SWEPT:
                 return  # the group was SIGKILLed; its id may be free by now
             # Known gap: a job whose child was reaped while the pipe holder had
             # left the group (setsid) has an empty group whose id may be
@@ -324,8 +329,8 @@ class Job:
             # The group outlives its leader while a grandchild is in it, and
             # its id cannot be reused meanwhile (POSIX).  Once the leader is
             # reaped and the group is empty, the id is free again: so the
-            # reactor sends the SIGKILL sweep of a stopped job while the
-            # leader is still an unreaped zombie (see Reactor._reap).
+            # lifecycle sends the SIGKILL sweep of a stopped job while the
+            # leader is still an unreaped zombie (see _lifecycle.reap).
             try:
                 os.killpg(self._popen.pid, sig)
             except (ProcessLookupError, PermissionError):

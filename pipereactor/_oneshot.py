@@ -33,10 +33,13 @@ import weakref
 from collections.abc import Mapping, Sequence
 from typing import IO, Any, Final
 
-from ._fdio import BytesFeed
-from ._job import JobState, StrOrBytesPath
+from . import _childwatch
+from ._deadlines import Due
+from ._feeds import BytesFeed, Feed
+from ._job import Job, JobState, StrOrBytesPath
+from ._pipes import Fd, Reader, Writer
 from ._reactor import EOF_GRACE, Reactor
-from ._sinks import BytesSink
+from ._sinks import BytesSink, Sink
 
 __all__ = ["run", "communicate"]
 
@@ -238,7 +241,7 @@ def _drive(
     reactor = Reactor(selector=selectors.PollSelector)
     job = None
     try:
-        job = reactor._adopt(popen, stdin, stdout, stderr, EOF_GRACE, session.exited_at, reap=reap)
+        job = _adopt(reactor, popen, stdin, stdout, stderr, session.exited_at, reap=reap)
         while job.state is not JobState.DONE:
             remaining = None if endtime is None else endtime - time.monotonic()
             reactor._turn(remaining if remaining is None else max(0.0, remaining))
@@ -251,20 +254,115 @@ def _drive(
             if writer is None:
                 session.input = None  # written, refused (EPIPE) or not wanted
             elif view is not None:
-                rest = writer.view if writer.view else writer.feed.pull()
+                rest = writer.rest()
                 session.offset = len(view) - (len(rest) if rest is not None else 0)
-        for live in list(reactor._live):  # not done, or an interrupt came early
-            reactor._detach(live)
+        for live in list(reactor._lc.live):  # not done, or an interrupt came early
+            _detach(reactor, live)
         if job is not None:
             # Job, readers and reactor point at each other: part them, so that
             # the output and the input are freed now rather than by the gc.
             job._readers.clear()
             job._writer = None
-            job._feed = None
-        reactor._completed.clear()
-        reactor._deadlines.clear()
+            job._launch = None
+            job._driver = None
+        reactor._completions.clear()
+        reactor._lc.deadlines.clear()
         reactor._release()
     return job is not None and job.state is JobState.DONE
+
+
+def _adopt(
+    reactor: Reactor,
+    popen: subprocess.Popen[Any],
+    stdin: tuple[IO[Any], Feed] | None,
+    stdout: tuple[IO[Any], Sink] | None,
+    stderr: tuple[IO[Any], Sink] | None,
+    exited_at: float | None,
+    *,
+    reap: bool,
+) -> Job:
+    """Drive a Popen the caller started, as a RUNNING (or EXITED) job.
+
+    Its pipe files are borrowed: non-blocking until ``_detach`` hands them
+    back, closed through the file at EOF (as ``Popen.communicate`` does).
+    The child is reaped by ``popen.poll()`` and never signalled: the job has
+    no timeout and is not its own process group as far as we know.
+    ``exited_at`` carries the eof_grace clock over from an earlier call.
+    With ``reap=False``, a child seen to exit is left unreaped (a zombie)
+    for the caller, where ``waitid`` can tell an exit without reaping.
+    """
+    lc = reactor._lc
+    job = Job(
+        reactor, popen.args, {},
+        (None, stdin[1] if stdin else None),
+        (None, stdout[1] if stdout else None, None),
+        (None, stderr[1] if stderr else None, None),
+        None, 0.0, EOF_GRACE, None,
+    )
+    job._launch = None
+    job._popen = popen
+    job._reaper = _poll_reaper if reap else _zombie_reaper
+    job.pid = popen.pid
+    job.started_at = time.monotonic()
+    job.state = JobState.RUNNING
+    lc.live.add(job)
+    try:
+        for pair in (stdout, stderr):
+            if pair is not None:
+                job._readers.append(Reader(job, Fd(pair[0]), pair[1]))
+        if stdin is not None:
+            job._writer = Writer(job, Fd(stdin[0]), stdin[1])
+        if popen.returncode is None:
+            lc.register(job, popen.pid)
+        else:  # reaped already (by an earlier call, or the caller's wait())
+            job.returncode = popen.returncode
+            job.exited_at = time.monotonic() if exited_at is None else exited_at
+            job.state = JobState.EXITED
+            if job._writer is not None:
+                lc.end_input(job._writer)
+            for reader in job._readers:
+                reactor._selector.register(reader.fd.fd, selectors.EVENT_READ, reader)
+            if job._readers:
+                lc.schedule(job.exited_at + EOF_GRACE, Due.EOF, job)
+            lc.maybe_finish(job)
+    except BaseException:
+        _detach(reactor, job)
+        raise
+    return job
+
+
+def _poll_reaper(popen: subprocess.Popen[Any]) -> bool:
+    """The caller's Popen reaps its child, as it would itself."""
+    popen.poll()
+    return popen.returncode is not None
+
+
+def _zombie_reaper(popen: subprocess.Popen[Any]) -> bool:
+    """Whether the child has exited, leaving it unreaped where ``waitid``
+    can tell (run() reaps it, after killing its group if need be)."""
+    if popen.returncode is not None:
+        return True
+    exited = _childwatch.exited_unreaped(popen.pid)
+    if exited is None:
+        return _poll_reaper(popen)  # no waitid here: reaping is the only way to know
+    return exited
+
+
+def _detach(reactor: Reactor, job: Job) -> None:
+    """Stop driving an adopted job and leave its process alone; the pipe
+    files still open go back to their owner, in blocking mode again."""
+    lc = reactor._lc
+    for reader in job._readers:
+        lc.unregister_quietly(reader.fd.fd)
+        reader.fd.release()
+    writer = job._writer
+    if writer is not None:
+        if writer.registered:
+            lc.unregister_quietly(writer.fd.fd)
+            writer.registered = False
+        writer.fd.release()
+    lc.exits.unwatch(job)
+    lc.live.discard(job)
 
 
 def _partial(sink: BytesSink | None) -> bytes | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import codecs
 import io
 import os
+import stat
 from collections.abc import Callable
 from typing import IO, Protocol, Union, runtime_checkable
 
@@ -180,11 +181,20 @@ class FileSink:
         while view:
             view = view[os.write(self._fd, view) :]
 
-    def _direct_fd(self) -> int:
-        """The descriptor a child may write to itself (the reactor then sets
-        ``total`` from the file offset), or -1 when writes go through a file
-        object."""
-        return self._fd if self._file is None else -1
+    def _child_fd(self) -> int:
+        """A descriptor the child may be given to write to itself: a regular
+        file written through no file object, by a sink whose ``write`` is this
+        class's own (a subclass that changes it sees every byte); else -1.
+        The reactor then reports the bytes written through ``_count``."""
+        if self._file is not None or self._fd < 0 or type(self).write is not FileSink.write:
+            return -1
+        try:
+            return self._fd if stat.S_ISREG(os.fstat(self._fd).st_mode) else -1
+        except OSError:
+            return -1
+
+    def _count(self, n: int) -> None:
+        self.total += n
 
     def close(self) -> None:
         if self._file is not None:
@@ -343,13 +353,24 @@ class Tee:
 
 
 class NullSink:
-    """Discard everything; ``total`` counts the bytes."""
+    """Discard everything; ``total`` counts the bytes.
+
+    The reactor splices a NullSink's pipe to /dev/null where it can, so the
+    bytes never pass through Python; ``total`` still counts them.
+    """
 
     def __init__(self) -> None:
         self.total = 0
 
     def write(self, data: bytes) -> None:
         self.total += len(data)
+
+    def _discards(self) -> bool:
+        # A subclass that changes write() wants to see the bytes.
+        return type(self).write is NullSink.write
+
+    def _count(self, n: int) -> None:
+        self.total += n
 
 
 class _KeepOpen:
@@ -363,6 +384,28 @@ class _KeepOpen:
         flush = getattr(self._file, "flush", None)
         if flush is not None:
             flush()
+
+
+# -- what a sink can do besides write(), as the reactor asks it -------------------
+
+
+def child_fd(sink: Sink) -> int:
+    """A descriptor the child may write this stream to directly (a FileSink
+    on a regular file, as the shell's ``>``), or -1: read the pipe."""
+    fn = getattr(sink, "_child_fd", None)
+    return int(fn()) if fn is not None else -1
+
+
+def discards(sink: Sink) -> bool:
+    """Whether the bytes may go to /dev/null unread (counted by ``count``)."""
+    fn = getattr(sink, "_discards", None)
+    return fn is not None and bool(fn())
+
+
+def count(sink: Sink, n: int) -> None:
+    """``n`` bytes reached the sink's destination without its ``write()``
+    (spliced, or written by the child itself to ``child_fd``)."""
+    sink._count(n)  # type: ignore[attr-defined]
 
 
 #: What ``spawn(stdout=..., stderr=...)`` accepts (an int is PIPE, DEVNULL,

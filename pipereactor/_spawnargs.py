@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import inspect
 import io
+import selectors
+import sys
 import math
 import os
 import subprocess
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
-from ._fdio import BytesFeed, Feed, IterFeed, ReaderFeed, StdinWriter
+from ._feeds import BytesFeed, Feed, IterFeed, ReaderFeed, StdinWriter
 from ._sinks import BytesSink, Sink, as_sink
 
 __all__ = ["check_args", "check_popen_kwargs", "check_seconds", "make_feed", "output_target"]
@@ -126,3 +128,38 @@ def make_feed(stdin: object) -> tuple[object, Feed | None]:
         "stdin must be None, PIPE, DEVNULL, a file descriptor, bytes, str, a binary file "
         f"or an iterable of bytes, not {type(stdin).__name__}"
     )
+
+
+def check_reactor_args(
+    max_parallel: object,
+    watcher: object,
+    selector: object,
+    raise_fd_limit: object,
+    jobserver: object,
+) -> type[selectors.BaseSelector]:
+    """Refuse bad ``Reactor(...)`` arguments early, naming them; return the
+    selector class to use."""
+    if sys.platform == "win32":
+        raise NotImplementedError(
+            "pipereactor needs a POSIX system: on Windows, selectors cannot poll pipes"
+        )
+    if max_parallel is not None:
+        if isinstance(max_parallel, bool) or not isinstance(max_parallel, int):
+            raise TypeError(
+                f"max_parallel must be an int or None, not {type(max_parallel).__name__}"
+            )
+        if max_parallel < 1:
+            raise ValueError(f"max_parallel must be >= 1, not {max_parallel}")
+    if selector is None:
+        selector = selectors.DefaultSelector
+    if not (isinstance(selector, type) and issubclass(selector, selectors.BaseSelector)):
+        raise TypeError(f"selector must be a selectors.BaseSelector subclass, not {selector!r}")
+    if issubclass(selector, selectors.SelectSelector):
+        raise ValueError("selector=SelectSelector cannot watch fds >= 1024; use the default")
+    if not isinstance(watcher, str):
+        raise TypeError(f"watcher must be a str, not {type(watcher).__name__}")
+    if not isinstance(raise_fd_limit, bool):
+        raise TypeError(f"raise_fd_limit must be a bool, not {type(raise_fd_limit).__name__}")
+    if not isinstance(jobserver, bool):
+        raise TypeError(f"jobserver must be a bool, not {type(jobserver).__name__}")
+    return selector

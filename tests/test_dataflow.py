@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import pipereactor as pr
-from pipereactor._fdio import BIG_PIPE
+from pipereactor._pipes import BIG_PIPE
 from children.patterns import chunk_sizes, payload
 from conftest import CountingSink, child, python
 
@@ -440,14 +440,14 @@ def test_file_sink_total_adds_up_over_jobs_and_ignores_jobs_that_never_ran(tmp_p
 def test_pipesize_is_kept_and_grown_pipes_stay_within_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     import fcntl
 
-    from pipereactor import _fdio
+    from pipereactor import _pipes as _fdio
 
     with pr.Reactor() as reactor:
         job = reactor.spawn(child("flood.py", str(4 << 20), "0", "3"), stdout=pr.NullSink(),
                             pipesize=256 << 10)
         reader = job._readers[0]
         job.wait(timeout=30)
-    assert reader.grown and reader.size == 256 << 10  # never grown past the caller's size
+    assert reader.grown and reader.capacity == 256 << 10  # never grown past the caller's size
     assert _fdio._grown == 0  # every grown pipe was given back
 
     # An unprivileged user's budget: a quarter of pipe-user-pages-soft.

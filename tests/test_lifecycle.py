@@ -352,4 +352,4 @@ def test_finished_jobs_do_not_pile_up_deadlines() -> None:
         for _ in range(300):
             reactor.spawn(["true"], timeout=3600)
         reactor.run(timeout=30)
-        assert len(reactor._deadlines) <= 64 + 4 * 8
+        assert len(reactor._lc.deadlines) <= 64 + 4 * 8

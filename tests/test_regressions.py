@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 import pipereactor as pr
+from pipereactor import _shutdown
 from conftest import CountingSink, alive, python, wait_gone
 
 
@@ -64,8 +65,8 @@ def test_timeout_kills_sigterm_ignoring_grandchild_once_the_job_is_done() -> Non
             "time.sleep(30)\n")
     pids: list[str] = []
     with pr.Reactor() as reactor:
-        job = reactor.spawn(python(code), stdout=pr.LineSink(pids.append), timeout=0.5)
-        job.wait(timeout=10)
+        job = reactor.spawn(python(code), stdout=pr.LineSink(pids.append), timeout=3)  # room to start under load
+        job.wait(timeout=20)
     assert job.timed_out
     grandchild = int(pids[0])
     wait_gone(grandchild, timeout=3)  # well before the 5 s kill_grace
@@ -282,7 +283,7 @@ def test_interrupt_during_final_reap_in_close_loses_no_job(monkeypatch: pytest.M
         monkeypatch.setattr(_childwatch, "wait_exited", real_wait_exited)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(reactor, "_reap_within", interrupted)
+    monkeypatch.setattr(_shutdown, "_reap_within", interrupted)
     monkeypatch.setattr(_childwatch, "wait_exited", wait_exited_once_interrupted)
     with pytest.raises(KeyboardInterrupt):
         reactor.close()
@@ -477,7 +478,7 @@ def test_send_signal_never_reaps_behind_the_reactor() -> None:
 
 
 def test_interrupt_right_after_popen_leaves_no_child(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipereactor import _reactor
+    from pipereactor import _lifecycle
 
     class InterruptOnce:
         def __init__(self) -> None:
@@ -489,7 +490,7 @@ def test_interrupt_right_after_popen_leaves_no_child(monkeypatch: pytest.MonkeyP
                 raise KeyboardInterrupt  # right after Popen() returned
             return time.monotonic()
 
-    monkeypatch.setattr(_reactor, "time", InterruptOnce())
+    monkeypatch.setattr(_lifecycle, "time", InterruptOnce())
     with pr.Reactor() as reactor:
         with pytest.raises(KeyboardInterrupt):
             reactor.spawn(["sleep", "30"], stdin=pr.PIPE, stdout=pr.PIPE, stderr=pr.PIPE)
@@ -500,7 +501,7 @@ def test_interrupt_right_after_popen_leaves_no_child(monkeypatch: pytest.MonkeyP
 def test_interrupt_while_cancelling_the_queue_in_close_still_reaps(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from pipereactor import _reactor
+    from pipereactor import _lifecycle
 
     def interrupting(*args: Any) -> pr.JobCancelled:
         monkeypatch.undo()
@@ -510,7 +511,7 @@ def test_interrupt_while_cancelling_the_queue_in_close_still_reaps(
     running = reactor.spawn(["sleep", "30"], kill_grace=0.2)
     queued = reactor.spawn(["true"])
     reactor.step(0)
-    monkeypatch.setattr(_reactor, "JobCancelled", interrupting)
+    monkeypatch.setattr(_lifecycle, "JobCancelled", interrupting)
     with pytest.raises(KeyboardInterrupt):
         reactor.close()
     assert running.done and running.returncode is not None
@@ -555,7 +556,7 @@ def test_second_interrupt_still_kills_group_of_an_exited_job(monkeypatch: pytest
     def interrupted(*args: Any) -> None:
         raise KeyboardInterrupt  # Ctrl-C again, during the grace
 
-    monkeypatch.setattr(reactor, "_reap_within", interrupted)
+    monkeypatch.setattr(_shutdown, "_reap_within", interrupted)
     with pytest.raises(KeyboardInterrupt):
         reactor.close()
     wait_gone(int(pids[0]), timeout=5)
@@ -566,13 +567,13 @@ def test_interrupt_while_scheduling_the_timeout_leaves_no_child(
 ) -> None:
     sink = CountingSink()
     with pr.Reactor() as reactor:
-        real = reactor._schedule
+        real = reactor._lc.schedule
 
         def interrupted_once(*args: Any) -> None:
-            monkeypatch.setattr(reactor, "_schedule", real)
+            monkeypatch.setattr(reactor._lc, "schedule", real)
             raise KeyboardInterrupt
 
-        monkeypatch.setattr(reactor, "_schedule", interrupted_once)
+        monkeypatch.setattr(reactor._lc, "schedule", interrupted_once)
         with pytest.raises(KeyboardInterrupt):
             reactor.spawn(["sleep", "30"], stdout=sink, timeout=0.1)
         assert "running=0" in repr(reactor)
@@ -587,10 +588,10 @@ def test_interrupt_in_begin_kill_cuts_the_grace_and_does_not_spin(
     job = reactor.spawn(["yes"], stdout=pr.NullSink(), kill_grace=30)
     reactor.step(0.05)
 
-    def interrupted(job: pr.Job) -> None:
+    def interrupted(*args: Any) -> None:
         raise KeyboardInterrupt  # before our pipe end is closed or SIGTERM sent
 
-    monkeypatch.setattr(reactor, "_begin_kill", interrupted)
+    monkeypatch.setattr(_shutdown, "_begin_kill", interrupted)
     t0 = time.process_time()
     w0 = time.monotonic()
     with pytest.raises(KeyboardInterrupt):

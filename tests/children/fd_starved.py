@@ -17,8 +17,8 @@ jobs = []
 starved = []
 with pr.Reactor() as reactor:
     # Count the starts put back for want of fds, to show the limit did bite.
-    put_back = reactor._starve
-    reactor._starve = lambda job: (starved.append(job), put_back(job))  # type: ignore[method-assign]
+    put_back = reactor._admission.starve
+    reactor._admission.starve = lambda job: (starved.append(job), put_back(job))  # type: ignore[method-assign]
     for i in range(n):
         data = f"job {i} ".encode() * (i % 50 + 1)
         if i % 3 == 0:

@@ -1,0 +1,80 @@
+"""The jobs' deadlines: one heap, no syscalls.
+
+Each entry is (when, seq, kind, weak reference to the job).  A deadline
+that no longer means anything for its job (the job finished before its
+timeout, say) is not removed when that happens: it is dropped when it
+reaches the top, or swept in bulk when stale entries outnumber live jobs, so
+that an hour-long timeout on thousands of short jobs cannot pile up.
+
+The reference is weak because only live jobs have deadlines that matter,
+and the reactor holds those: a stale entry must not keep a done job (and
+whatever the caller let go of) alive until it reaches the top.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import weakref
+from collections.abc import Iterator
+
+from ._job import Job, JobState
+
+__all__ = ["Deadlines", "Due"]
+
+
+class Due(enum.Enum):
+    TIMEOUT = 0  #: the job's ``timeout`` expired: stop it
+    KILL = 1  #: ``kill_grace`` after a stop: SIGKILL what is left
+    EOF = 2  #: ``eof_grace`` after the exit: stop waiting for pipe EOF
+
+
+def _still_due(kind: Due, ref: weakref.ref[Job]) -> bool:
+    """Whether a deadline still means something for the job's current state."""
+    job = ref()
+    if job is None:
+        return False
+    if kind is Due.EOF:
+        return job.state is JobState.EXITED
+    # A timeout covers the whole job: a grandchild holding a pipe past it
+    # is stopped with the rest of the group.
+    return job.state is JobState.RUNNING or job.state is JobState.EXITED
+
+
+class Deadlines:
+    __slots__ = ("_heap", "_seq")
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Due, weakref.ref[Job]]] = []
+        self._seq = 0  # ties are taken in the order they were scheduled
+
+    def schedule(self, when: float, kind: Due, job: Job, live: int) -> None:
+        """Add a deadline; ``live`` is the number of unfinished jobs."""
+        heap = self._heap
+        if len(heap) > 64 and len(heap) > 4 * live:
+            heap[:] = [entry for entry in heap if _still_due(entry[2], entry[3])]
+            heapq.heapify(heap)
+        self._seq += 1
+        heapq.heappush(heap, (when, self._seq, kind, weakref.ref(job)))
+
+    def next_when(self) -> float | None:
+        """When the nearest deadline that still matters falls, or None."""
+        heap = self._heap
+        while heap and not _still_due(heap[0][2], heap[0][3]):
+            heapq.heappop(heap)  # stale: drop it rather than wake up for it
+        return heap[0][0] if heap else None
+
+    def pop_due(self, now: float) -> Iterator[tuple[Due, Job]]:
+        """Take the deadlines that have come, in order; stale ones are skipped."""
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            _, _, kind, ref = heapq.heappop(heap)
+            job = ref()
+            if job is not None and _still_due(kind, ref):
+                yield kind, job
+
+    def clear(self) -> None:
+        self._heap.clear()
+
+    def __len__(self) -> int:
+        return len(self._heap)

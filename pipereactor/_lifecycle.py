@@ -1,0 +1,465 @@
+"""A job's life: start, streams ending, exit, finish; stop and escalate.
+
+The transitions, each in one method:
+
+``start``        PENDING -> RUNNING: pipes made, Popen created, fds registered.
+                 On failure the job is PENDING again with no fd open.
+``reap``         RUNNING -> EXITED, once the child has exited (no user code).
+``finish``       EXITED (or PENDING) -> DONE, once every output pipe is
+                 closed; then ``settle`` runs the user-facing end: sinks
+                 closed, ``on_exit`` called.  The state is final before any
+                 user code runs.
+``stop``         a RUNNING or EXITED job gets SIGTERM now and SIGKILL after
+                 ``kill_grace`` (``Stop.STOPPING``); once its child is a
+                 zombie, what is left of its group is SIGKILLed (``SWEPT``).
+
+Done means exited *and* drained (Twisted's processEnded, asyncio's
+``_try_finish``): ``eof_grace`` bounds the wait for the drain when a
+grandchild holds a pipe open.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+from . import _childwatch, _fdlimit
+from ._admission import Admission
+from ._deadlines import Deadlines, Due
+from ._exits import Exits
+from ._feeds import StdinWriter
+from ._job import Job, JobCancelled, JobState, Rusage, Stop
+from ._pipes import Reader, Writer, make_job_pipes, write_position
+from ._sinks import Sink, count
+
+__all__ = ["Lifecycle", "call_quietly"]
+
+#: When ``eof_grace`` expires, what is already in a pipe is still delivered,
+#: but no more than this many chunks: a grandchild may keep writing forever.
+_FINAL_DRAIN_CHUNKS: Final = 16
+
+
+class Lifecycle:
+    """Moves jobs between states; owns the set of live jobs and their fds."""
+
+    def __init__(
+        self,
+        selector: selectors.BaseSelector,
+        exits: Exits,
+        admission: Admission,
+        completed: Callable[[Job], None],
+    ) -> None:
+        self.selector = selector
+        self.exits = exits
+        self.admission = admission
+        self.deadlines = Deadlines()
+        self.live: set[Job] = set()  # RUNNING or EXITED
+        self._completed = completed
+        self.devnull = -1  # opened for the first sink spliced to it
+
+    # -- starting ----------------------------------------------------------------
+
+    def start(self, job: Job) -> None:
+        """PENDING -> RUNNING: make the pipes, create the process, register its fds.
+
+        Raises whatever pipe(), Popen or the registration raises; then the job
+        is PENDING again, its child (if any) killed and reaped, no fd open.
+        """
+        launch = job._launch
+        assert launch is not None
+        try:
+            stdio, child_ends = make_job_pipes(
+                job, launch.stdio, launch.feed, launch.sinks,
+                launch.popen_kwargs.get("pipesize"), self._devnull,
+            )
+        except BaseException:
+            self.close_fds(job, retry=True)
+            raise
+        try:
+            popen = subprocess.Popen(
+                job.args, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2], bufsize=0,
+                **launch.popen_kwargs,
+            )
+        except BaseException:
+            self.close_fds(job, retry=True)
+            raise
+        finally:
+            for fd in child_ends:  # the child has its copies, or never will
+                os.close(fd)
+        try:
+            job._popen = popen
+            job.pid = popen.pid
+            job.started_at = time.monotonic()
+            job.state = JobState.RUNNING
+            self.live.add(job)
+            self.register(job, popen.pid)
+            if job.timeout is not None:
+                self.schedule(job.started_at + job.timeout, Due.TIMEOUT, job)
+        except BaseException:
+            # Registration failed (ENOSPC from epoll, an interrupt): undo it
+            # all, back to a job that never started.
+            self._undo_start(job, popen)
+            raise
+        job._launch = None  # the child runs: its arguments are no longer needed
+
+    def _devnull(self) -> int:
+        """/dev/null, for sinks that discard: their pipes are spliced there."""
+        if self.devnull < 0 and hasattr(os, "splice"):
+            self.devnull = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+        return self.devnull
+
+    def register(self, job: Job, pid: int) -> None:
+        """Register a RUNNING job's pipe ends and its exit with the loop."""
+        for reader in job._readers:
+            self.selector.register(reader.fd.fd, selectors.EVENT_READ, reader)
+        writer = job._writer
+        if writer is not None:
+            if isinstance(writer.feed, StdinWriter):
+                writer.feed._wake = lambda: self.want_write(writer)
+            self.want_write(writer)
+        self.exits.watch(job, pid)
+
+    def _undo_start(self, job: Job, popen: subprocess.Popen[bytes]) -> None:
+        """Kill and reap a child just started, close its pipes.  Interrupts
+        cannot cut this short (the caller re-raises the first one)."""
+        while popen.returncode is None:  # unreaped: pid and group id are its own
+            try:
+                try:
+                    if job._own_group:
+                        os.killpg(popen.pid, signal.SIGKILL)
+                    else:
+                        os.kill(popen.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                popen.wait()
+            except Exception:
+                break  # EPERM (a setuid child), say: it is beyond our reach
+            except BaseException:
+                continue  # an interrupt: kill (again) and wait again
+        self.close_fds(job, retry=True)
+        self.exits.unwatch(job)
+        self.live.discard(job)
+        job.state = JobState.PENDING
+        job.pid = job.started_at = job._popen = None
+
+    def start_now(self, job: Job) -> None:
+        """``spawn()``'s start: a job that finds no fd while others run goes
+        back to the queue; any other failure is raised (the job never existed
+        for the caller)."""
+        try:
+            self.start(job)
+        except BaseException as exc:
+            if _fdlimit.is_exhaustion(exc) and self.live:
+                self.admission.starve(job)  # back-pressure: it starts when a job is done
+                return
+            self.abandon(job)
+            if isinstance(exc, OSError) and _fdlimit.is_exhaustion(exc):
+                raise self.exhaustion_error(job, exc) from exc
+            raise
+
+    def admit(self) -> None:
+        """Start queued jobs while admission lets them.  A start that finds
+        no fd while jobs run goes back to the queue (back-pressure); any
+        other failure finishes that job with ``error`` set."""
+        admission = self.admission
+        admission.begin_round()
+        try:
+            while admission.pending and admission.has_slot(len(self.live)):
+                job = admission.pending.popleft()
+                try:
+                    self.start(job)
+                except Exception as exc:
+                    if isinstance(exc, OSError) and _fdlimit.is_exhaustion(exc):
+                        if self.live:
+                            admission.starve(job)
+                            return
+                        exc = self.exhaustion_error(job, exc)
+                    job.error = exc
+                    self.finish(job)
+                except BaseException:
+                    # An interrupt: the job goes back to the head of the queue,
+                    # so that the cleanup that follows cancels it like the others.
+                    admission.pending.appendleft(job)
+                    raise
+        finally:
+            admission.settle(len(self.live))
+
+    def exhaustion_error(self, job: Job, exc: OSError) -> OSError:
+        """The OSError for a start that found no fd with nothing to wait for."""
+        ours = sum(
+            len(j._readers) + (j._writer is not None) + (j._exit_watch is not None)
+            for j in self.live
+        )
+        ours += (getattr(self.selector, "fileno", None) is not None) + (
+            self.exits.watcher.fileno() is not None
+        )
+        return _fdlimit.exhaustion_error(job.args, exc, ours)
+
+    # -- streams ---------------------------------------------------------------------
+
+    def end_stream(self, reader: Reader) -> None:
+        """EOF (or given up on): close the pipe end, then the sink, once."""
+        job = reader.job
+        self.selector.unregister(reader.fd.fd)
+        reader.fd.close()
+        job._readers.remove(reader)
+        if job.state is JobState.RUNNING and not job._readers:
+            # Every output pipe closed: the child has usually just exited.
+            self.reap(job)
+        # A sink shared by stdout and stderr is closed when the second ends.
+        sink = reader.sink
+        if all(other.sink is not sink for other in job._readers):
+            job._open_sinks.remove(sink)
+            _close_sink(sink)
+        self.maybe_finish(job)
+
+    def want_write(self, writer: Writer) -> None:
+        """Watch stdin for room again (new data, or close, from a StdinWriter)."""
+        if writer.fd.fd >= 0 and not writer.registered:
+            self.selector.register(writer.fd.fd, selectors.EVENT_WRITE, writer)
+            writer.registered = True
+
+    def idle(self, writer: Writer) -> None:
+        """The feed has nothing now.  A StdinWriter wakes us when it has; any
+        other feed is asked again on the next turn."""
+        if isinstance(writer.feed, StdinWriter):
+            self.selector.unregister(writer.fd.fd)
+            writer.registered = False
+
+    def end_input(self, writer: Writer) -> None:
+        if writer.registered:
+            self.selector.unregister(writer.fd.fd)
+            writer.registered = False
+        writer.fd.close()
+        writer.view = None
+        writer.job._writer = None
+        if isinstance(writer.feed, StdinWriter):
+            writer.feed._break()
+            writer.feed._wake = None  # it held the writer, hence the job
+
+    # -- exits and finishing ---------------------------------------------------------
+
+    def check_exit(self, job: Job) -> None:
+        """RUNNING -> EXITED if the child has exited; DONE too if its pipes are closed."""
+        if self.reap(job):
+            self.maybe_finish(job)
+
+    def check_reported(self) -> None:
+        """The watcher's shared fd (kqueue) is readable: look at the jobs it names."""
+        for job in self.exits.reported():
+            self.check_exit(job)
+            if job.state is JobState.RUNNING:
+                # kqueue may report the exit before waitpid can reap it, and
+                # it reports only once: poll from here.
+                self.exits.not_yet_reapable(job)
+
+    def on_time(self, now: float) -> None:
+        """Run the poll tick if it has come, and fire the deadlines that have."""
+        polled = self.exits.poll_due(now)
+        if polled:
+            for job in polled:
+                self.check_exit(job)
+            self.exits.after_poll(now, polled)
+        for kind, job in self.deadlines.pop_due(now):
+            self.fire(kind, job)
+
+    def reap(self, job: Job) -> bool:
+        """RUNNING -> EXITED, if the child has exited (reaping it).  No user code."""
+        popen = job._popen
+        assert popen is not None
+        if job.state is not JobState.RUNNING:
+            return False
+        zombie = None
+        if job._stop is Stop.STOPPING and job._own_group and popen.returncode is None:
+            zombie = _childwatch.exited_unreaped(popen.pid)
+            if zombie is False:
+                return False  # alive: its exit will be reported, then we sweep
+            if zombie:
+                # The leader is a zombie, so its group id is still reserved:
+                # the last moment to SIGKILL what is left of a stopped job's
+                # group without risking a recycled id.
+                sweep(job)
+        if job._reaper is None:
+            usage = _childwatch.reap(popen)
+            if usage is not None:
+                job.rusage = Rusage.from_wait4(usage)
+            if popen.returncode is None:
+                return False
+        elif not job._reaper(popen):
+            return False
+        job.returncode = popen.returncode
+        job.exited_at = time.monotonic()
+        job.state = JobState.EXITED
+        self.exits.unwatch(job)
+        if job._stop is Stop.STOPPING and job._own_group:
+            # No waitid, or the child was reaped elsewhere (ECHILD): sweep
+            # just after the reap instead (see above).
+            sweep(job)
+        if job._writer is not None:
+            self.end_input(job._writer)
+        if job._readers and job.eof_grace is not None:
+            self.schedule(job.exited_at + job.eof_grace, Due.EOF, job)
+        return True
+
+    def maybe_finish(self, job: Job) -> None:
+        if job.state is JobState.EXITED and not job._readers:
+            self.finish(job)
+
+    def finish(self, job: Job) -> None:
+        """-> DONE: the state is final before any user code runs."""
+        job.state = JobState.DONE
+        self.live.discard(job)
+        self.admission.job_done()
+        errors = self.settle(job)
+        if errors:
+            raise errors[0]
+
+    def settle(self, job: Job) -> list[BaseException]:
+        """The user-facing end of a DONE job: queue it for as_completed, close
+        the sinks still open (those of a job that never started, or was
+        killed), call on_exit.  Each runs even if another raised; what they
+        raised is returned.  The job lets go of everything the caller cannot
+        reach, so that holding done jobs holds no buffers."""
+        self._completed(job)
+        direct, job._direct = job._direct, []
+        for sink, fd, start in direct:
+            try:  # the child wrote to the file itself: count how far it got
+                count(sink, write_position(fd) - start)
+            except OSError:
+                pass
+        launch, job._launch = job._launch, None
+        feed = launch.feed if launch is not None else None
+        if isinstance(feed, StdinWriter):
+            feed._break()
+            feed._wake = None
+        job._driver = None
+        job._reaper = None
+        errors: list[BaseException] = []
+        sinks, job._open_sinks = job._open_sinks, []
+        for sink in sinks:
+            errors.extend(call_quietly(_close_sink, sink))
+        if job.on_exit is not None:
+            errors.extend(call_quietly(job.on_exit, job))
+        return errors
+
+    def abandon(self, job: Job) -> None:
+        """A job whose ``spawn()`` raised: it never existed for the caller,
+        but its sinks are owed a close (their streams end before they began)."""
+        job._launch = job._driver = None
+        sinks, job._open_sinks = job._open_sinks, []
+        for sink in sinks:
+            call_quietly(_close_sink, sink)
+
+    def cancel(self, job: Job) -> None:
+        """``Job.cancel()``: off the queue (DONE, with JobCancelled), or stop it."""
+        if job.state is JobState.PENDING:
+            self.admission.pending.remove(job)
+            job.cancelled = True
+            job.error = JobCancelled(f"job {job.args!r} was cancelled before it started")
+            self.finish(job)
+        elif job.state is not JobState.DONE:
+            job.cancelled = True
+            self.stop(job)
+
+    def cancel_queued(self, job: Job) -> None:
+        """PENDING -> DONE without starting (no user code)."""
+        try:
+            job.cancelled = True
+            job.error = JobCancelled(f"job {job.args!r} was cancelled before it started")
+        finally:
+            job.state = JobState.DONE  # whatever happens, it is not left queued
+
+    # -- stopping and deadlines ------------------------------------------------------
+
+    def stop(self, job: Job) -> None:
+        """SIGTERM the job's group now, SIGKILL after kill_grace if not done.
+
+        If the job is done sooner, what is left of its group is SIGKILLed then.
+        """
+        if job._stop is Stop.NO:
+            job._stop = Stop.STOPPING
+        job._signal_group(signal.SIGKILL if job.kill_grace <= 0 else signal.SIGTERM)
+        self.schedule(time.monotonic() + job.kill_grace, Due.KILL, job)
+
+    def schedule(self, when: float, kind: Due, job: Job) -> None:
+        self.deadlines.schedule(when, kind, job, len(self.live))
+
+    def fire(self, kind: Due, job: Job) -> None:
+        """A deadline of the job's has come."""
+        if kind is Due.TIMEOUT:
+            if job._stop is Stop.NO:  # a job already stopping (cancelled) did not time out
+                job.timed_out = True
+                self.stop(job)
+        elif kind is Due.KILL:
+            job._signal_group(signal.SIGKILL)
+            if job.state is JobState.EXITED:
+                # Whoever still holds the pipes escaped the group (setsid):
+                # a stopped job does not wait for them, eof_grace or not.
+                self.give_up_eof(job)
+        else:
+            self.give_up_eof(job)
+
+    def give_up_eof(self, job: Job) -> None:
+        """eof_grace expired: deliver what the pipes hold now, then close them."""
+        for reader in list(job._readers):
+            reader.drain(_FINAL_DRAIN_CHUNKS)
+            self.end_stream(reader)
+
+    # -- fds -----------------------------------------------------------------------------
+
+    def close_fds(self, job: Job, *, retry: bool = False) -> None:
+        """Close every pipe end of the job's, without calling user code.
+
+        Safe on a half-registered job.  With ``retry``, the job is going back
+        to the queue (its start failed): its input is kept for the next start.
+        """
+        if retry:
+            job._direct = []  # it never ran: nothing written to count
+        for reader in job._readers:
+            self.unregister_quietly(reader.fd.fd)
+            reader.fd.close()
+        job._readers.clear()
+        writer = job._writer
+        if writer is not None:
+            if retry:
+                self.unregister_quietly(writer.fd.fd)
+                writer.registered = False
+                writer.fd.close()
+                job._writer = None
+                if isinstance(writer.feed, StdinWriter):
+                    writer.feed._wake = None  # the next start sets its own
+            else:
+                self.end_input(writer)
+
+    def unregister_quietly(self, fd: int) -> None:
+        if fd >= 0:
+            try:
+                self.selector.unregister(fd)
+            except KeyError:
+                pass  # never registered: the start failed before it
+
+
+def sweep(job: Job) -> None:
+    """SIGKILL what is left of a stopped job's group, once (see Job._signal_group)."""
+    job._signal_group(signal.SIGKILL)
+    job._stop = Stop.SWEPT
+
+
+def _close_sink(sink: Sink) -> None:
+    close = getattr(sink, "close", None)
+    if close is not None:
+        close()
+
+
+def call_quietly(fn: Callable[..., object], *args: object) -> list[BaseException]:
+    """Call user code during cleanup; return what it raised instead of raising."""
+    try:
+        fn(*args)
+    except BaseException as exc:
+        return [exc]
+    return []
