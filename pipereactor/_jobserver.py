@@ -13,7 +13,9 @@ description of its own, non-blocking (the fifo opened by path; for the pipe
 form, ``/proc/self/fd/R`` reopened, on Linux), and the reactor waits for a
 token by watching that fd in its selector.  Setting O_NONBLOCK on the
 inherited descriptor instead would change it for make and every other client
-sharing it.
+sharing it; for the same reason a token is given back without ever
+changing the flags of make's write end: when the pipe is full and that end
+is non-blocking, the client waits for room with poll() and writes again.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import errno
 import fcntl
 import os
 import re
+import select
 import shlex
 import stat
 import warnings
@@ -71,8 +74,10 @@ class Jobserver:
             except BlockingIOError:
                 # A pipe holding make's tokens has room for them all; this
                 # means a full pipe nobody drains.  Wait for room rather than
-                # lose the token.
-                os.set_blocking(self._write, True)
+                # lose the token, but never by making our fd blocking: it is a
+                # dup of make's, sharing its open file description, so that
+                # would make make's own write end blocking too.
+                _wait_writable(self._write)
             except BrokenPipeError:
                 return  # make has exited: nobody to give it back to
 
@@ -84,6 +89,17 @@ class Jobserver:
 
     def __repr__(self) -> str:
         return f"<Jobserver {self.where}>"
+
+
+def _wait_writable(fd: int) -> None:
+    """Block until the pipe ``fd`` writes to has room, or has no reader left
+    (then the next write says so: EPIPE).  Leaves the fd's flags alone."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        poller.poll()  # retried by Python after a signal (PEP 475)
+    else:
+        select.select([], [fd], [])
 
 
 def from_makeflags(makeflags: str | None = None) -> Jobserver | None:
