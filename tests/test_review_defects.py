@@ -1,7 +1,7 @@
 """One test per defect of issue 12 (the review of the reactor), named after it.
 
-Each failed on d0fb544; those still marked xfail(strict=True) are defects not
-fixed yet: remove the mark with the fix.
+Each failed on d0fb544, the code before the reactor was split into rooms
+(issue 12), for the reason its name gives.
 """
 
 from __future__ import annotations
@@ -48,7 +48,6 @@ def _ready(job: pr.Job) -> Callable[[], bool]:
     return lambda: b"ready" in job.stdout.getvalue()
 
 
-@pytest.mark.xfail(strict=True, reason="defect: fd leak when /dev/null cannot be opened for a NullSink")
 def test_fd_leak_spawn_that_cannot_open_dev_null_leaves_no_pipe_end_open() -> None:
     """Only two fds free: the stdout pipe is made, then opening /dev/null for
     the NullSink's splice fails (EMFILE).  spawn must raise that, and leave no
@@ -93,7 +92,6 @@ def test_fd_leak_spawn_that_cannot_open_dev_null_leaves_no_pipe_end_open() -> No
     assert error is not None and error.errno == errno.EMFILE, error
 
 
-@pytest.mark.xfail(strict=True, reason="defect: a cancelled job whose timeout falls in the grace reads as timed out")
 def test_cancelled_job_whose_timeout_falls_in_the_grace_is_not_timed_out() -> None:
     """cancel() well before the timeout; the child ignores SIGTERM, so it
     runs on through the kill_grace, past the timeout: it was cancelled, and
@@ -165,7 +163,6 @@ def _case(name: str, tmp: Path) -> tuple[Any, dict[str, Any], list[str]]:
     return cwd, {"cwd": cwd}, exits_at_once
 
 
-@pytest.mark.xfail(strict=True, reason="defect: done jobs keep their sinks, feed and Popen arguments")
 @pytest.mark.parametrize(
     "what", ["stdout sink", "stdout callable", "stdin iterable", "stdin file", "env", "cwd"]
 )
@@ -185,7 +182,6 @@ def test_done_jobs_keep_what_they_no_longer_need(what: str, tmp_path: Path) -> N
     assert ref() is None, f"the done job still holds the {what} ({type(ref()).__name__})"
 
 
-@pytest.mark.xfail(strict=True, reason="defect: Reactor.__del__ waits up to kill_grace in the garbage collector")
 def test_blocking_in_the_garbage_collector_an_unclosed_reactor_does_not_wait_for_kill_grace() -> None:
     """An unclosed reactor collected with a child that ignores SIGTERM: the
     collector must not wait out the 5 s kill_grace.  __del__ SIGKILLs at once
@@ -212,7 +208,6 @@ def test_blocking_in_the_garbage_collector_an_unclosed_reactor_does_not_wait_for
         pytest.fail(f"__del__ left the child unreaped: waitpid gave {reaped}")
 
 
-@pytest.mark.xfail(strict=True, reason="defect: reads ask for the whole pipe capacity (1 MiB)")
 def test_reads_sized_to_the_pipe_small_chunks_from_a_1mib_pipe_do_not_allocate_1mib() -> None:
     """A child trickles 100-byte chunks into a 1 MiB pipe: a read of 100
     bytes must not allocate the pipe's size.  Measured with tracemalloc as the
@@ -245,7 +240,6 @@ def test_reads_sized_to_the_pipe_small_chunks_from_a_1mib_pipe_do_not_allocate_1
     assert peak - base < 256 * 1024, f"peak allocation {peak - base} bytes for 100-byte reads"
 
 
-@pytest.mark.xfail(strict=True, reason="defect: StdinWriter.pending drops to 0 once the reactor took the data")
 def test_stdin_pending_counts_the_bytes_not_yet_written_into_the_pipe() -> None:
     """A child that does not read its stdin yet: of 4 MiB written to
     job.stdin, at most a pipe's worth (1 MiB) can be in the pipe, so pending
@@ -360,23 +354,22 @@ def test_makes_file_description_unchanged_by_a_token_given_back_to_a_full_pipe(
         os.close(w)
 
 
-@pytest.mark.xfail(strict=True, reason="defect: _admit() runs twice per turn with nothing queued")
 def test_admit_runs_once_per_turn_with_nothing_queued() -> None:
-    """WHITE-BOX: patches the private ``Reactor._admit`` on the instance
-    (the admission step; adapt the name after the restructuring) and counts
-    its calls during one step() with a job running and nothing queued."""
+    """WHITE-BOX: patches the private ``Lifecycle.admit`` on the reactor's
+    instance and counts its calls during one step() with a job running and
+    nothing queued."""
     with pr.Reactor() as reactor:
         job = reactor.spawn(["sleep", "30"], kill_grace=0)
         calls = 0
-        real_admit = reactor._admit
+        real_admit = reactor._lc.admit
 
         def counting_admit() -> None:
             nonlocal calls
             calls += 1
             real_admit()
 
-        reactor._admit = counting_admit  # type: ignore[method-assign]
+        reactor._lc.admit = counting_admit  # type: ignore[method-assign]
         reactor.step(0)
-        del reactor._admit
+        del reactor._lc.admit
         job.cancel()
     assert calls <= 1, f"_admit ran {calls} times in one turn with nothing queued"
