@@ -27,6 +27,7 @@ class Due(enum.Enum):
     TIMEOUT = 0  #: the job's ``timeout`` expired: stop it
     KILL = 1  #: ``kill_grace`` after a stop: SIGKILL what is left
     EOF = 2  #: ``eof_grace`` after the exit: stop waiting for pipe EOF
+    WATCH = 3  #: a job with output pipes still runs: watch for its exit from now on
 
 
 def _still_due(kind: Due, ref: weakref.ref[Job]) -> bool:
@@ -36,6 +37,8 @@ def _still_due(kind: Due, ref: weakref.ref[Job]) -> bool:
         return False
     if kind is Due.EOF:
         return job.state is JobState.EXITED
+    if kind is Due.WATCH:
+        return job.state is JobState.RUNNING
     # A timeout covers the whole job: a grandchild holding a pipe past it
     # is stopped with the rest of the group.
     return job.state is JobState.RUNNING or job.state is JobState.EXITED

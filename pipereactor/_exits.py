@@ -60,6 +60,9 @@ class Exits:
             watch = job._exit_watch = ExitWatch(job, handle)
             self._selector.register(handle, selectors.EVENT_READ, watch)
 
+    def watching(self, job: Job) -> bool:
+        return job._exit_watch is not None or job in self.polled or job.pid in self._by_pid
+
     def unwatch(self, job: Job) -> None:
         watch = job._exit_watch
         if watch is not None:

@@ -39,6 +39,10 @@ from ._sinks import Sink, count
 
 __all__ = ["Lifecycle", "call_quietly"]
 
+#: A job with output pipes is watched for its exit only once it has run this
+#: long (see ``register``).
+_WATCH_AFTER: Final = 0.05
+
 #: When ``eof_grace`` expires, what is already in a pipe is still delivered,
 #: but no more than this many chunks: a grandchild may keep writing forever.
 _FINAL_DRAIN_CHUNKS: Final = 16
@@ -114,7 +118,14 @@ class Lifecycle:
         return self.devnull
 
     def register(self, job: Job, pid: int) -> None:
-        """Register a RUNNING job's pipe ends and its exit with the loop."""
+        """Register a RUNNING job's pipe ends, and its exit, with the loop.
+
+        A job with output pipes is watched for its exit (a pidfd) only if it
+        still runs after ``_WATCH_AFTER``, or once its pipes have ended first:
+        most short jobs end with their pipes (EOF, then a reap that finds them
+        gone), and need no watch at all.  A child that exits while a
+        grandchild keeps its pipes open is noticed at most that much later.
+        """
         for reader in job._readers:
             self.selector.register(reader.fd.fd, selectors.EVENT_READ, reader)
         writer = job._writer
@@ -122,7 +133,16 @@ class Lifecycle:
             if isinstance(writer.feed, StdinWriter):
                 writer.feed._wake = lambda: self.want_write(writer)
             self.want_write(writer)
-        self.exits.watch(job, pid)
+        if job._readers:
+            self.schedule(time.monotonic() + _WATCH_AFTER, Due.WATCH, job)
+        else:
+            self.exits.watch(job, pid)
+
+    def ensure_watched(self, job: Job) -> None:
+        """Watch a RUNNING job's exit from now on, if nothing does yet."""
+        if job.state is JobState.RUNNING and not self.exits.watching(job):
+            assert job.pid is not None
+            self.exits.watch(job, job.pid)
 
     def _undo_start(self, job: Job, popen: subprocess.Popen[bytes]) -> None:
         """Kill and reap a child just started, close its pipes.  Interrupts
@@ -210,7 +230,8 @@ class Lifecycle:
         job._readers.remove(reader)
         if job.state is JobState.RUNNING and not job._readers:
             # Every output pipe closed: the child has usually just exited.
-            self.reap(job)
+            if not self.reap(job):
+                self.ensure_watched(job)
         # A sink shared by stdout and stderr is closed when the second ends.
         sink = reader.sink
         if all(other.sink is not sink for other in job._readers):
@@ -395,6 +416,8 @@ class Lifecycle:
             if job._stop is Stop.NO:  # a job already stopping (cancelled) did not time out
                 job.timed_out = True
                 self.stop(job)
+        elif kind is Due.WATCH:
+            self.ensure_watched(job)
         elif kind is Due.KILL:
             job._signal_group(signal.SIGKILL)
             if job.state is JobState.EXITED:

@@ -74,6 +74,7 @@ def _begin_kill(lc: Lifecycle, job: Job, graceful: bool) -> None:
         job._stop = Stop.STOPPING
         job.cancelled = True  # stopped by us, not by its timeout
     lc.close_fds(job)
+    lc.ensure_watched(job)  # only exit watches wake _reap_within
     quick = not graceful or job.kill_grace <= 0
     job._signal_group(signal.SIGKILL if quick else signal.SIGTERM)
 
@@ -136,6 +137,7 @@ def _reap_within(lc: Lifecycle, jobs: list[Job], graceful: bool) -> None:
     still there once its own kill_grace is over (at once if not ``graceful``)."""
     for job in jobs:
         lc.close_fds(job)  # again, if an interrupt cut _begin_kill short
+        lc.ensure_watched(job)
     now = time.monotonic()
     kill_at = {job: now + (job.kill_grace if graceful else 0.0) for job in jobs}
     while True:
