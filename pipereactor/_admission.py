@@ -97,8 +97,11 @@ class Admission:
         self._starved = True
         self._starved_until = time.monotonic() + _STARVED_RETRY
 
-    def job_done(self) -> None:
-        self._starved = False  # its fds are closed: queued jobs may try again
+    def job_done(self, live: int) -> None:
+        """A job is done (``live`` jobs are left): its fds are closed, so a
+        starved start may try again, and its token goes back to make now."""
+        self._starved = False
+        self.settle(live)
 
     def next_retry(self) -> float | None:
         """When a starved start is worth another try, if one waits."""

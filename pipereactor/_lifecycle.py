@@ -335,8 +335,8 @@ class Lifecycle:
         """-> DONE: the state is final before any user code runs."""
         job.state = JobState.DONE
         self.live.discard(job)
-        self.admission.job_done()
-        errors = self.settle(job)
+        errors = call_quietly(self.admission.job_done, len(self.live))
+        errors.extend(self.settle(job))
         if errors:
             raise errors[0]
 

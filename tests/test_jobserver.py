@@ -221,3 +221,25 @@ def test_tokens_come_back_at_once_when_the_last_job_raises(monkeypatch: pytest.M
     finally:
         os.close(r)
         os.close(w)
+
+
+def test_a_token_goes_back_when_its_job_is_done_with_nothing_queued(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Regression: tokens were given back only when a turn admitted queued
+    jobs (or at close), so an idle reactor kept make's tokens."""
+    r, w = _pipe_jobserver(b"t", monkeypatch)
+    try:
+        with pr.Reactor(jobserver=True) as reactor:
+            long = reactor.spawn(["sleep", "30"], kill_grace=0)
+            short = reactor.spawn(["true"])
+            assert _drain(r) == b""  # the second job holds the one token
+            short.wait(timeout=10)
+            assert long.state is pr.JobState.RUNNING
+            assert _drain(r) == b"t"
+            os.write(w, b"t")  # as make would hand it out again
+            long.cancel()
+        assert _drain(r) == b"t"
+    finally:
+        os.close(r)
+        os.close(w)
