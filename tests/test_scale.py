@@ -202,12 +202,16 @@ def test_finished_jobs_are_not_kept_for_an_absent_consumer() -> None:
 
 def test_a_finished_stdin_pipe_job_is_freed_without_the_gc() -> None:
     """Regression: StdinWriter's wake-up callback kept a cycle alive through
-    the job, so such jobs outlived their last reference until a gc pass."""
+    the job, so such jobs outlived their last reference until a gc pass.
+
+    ``eof_grace=None``: with the default grace, an exit seen before stdout's
+    EOF (a matter of scheduling) leaves an EOF deadline holding the job,
+    a separate defect (issue 12), tested on its own."""
     gc.collect()
     gc.disable()
     try:
         with pr.Reactor() as reactor:
-            job = reactor.spawn(["cat"], stdin=pr.PIPE, stdout=pr.PIPE)
+            job = reactor.spawn(["cat"], stdin=pr.PIPE, stdout=pr.PIPE, eof_grace=None)
             assert job.stdin is not None
             job.stdin.write(b"x")
             job.stdin.close()
