@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import functools
 import hashlib
 import json
 import os
@@ -47,6 +48,9 @@ GiB = 1 << 30
 CHUNK = 65536
 WRITER = os.path.join(HERE, "writer.py")
 ECHO = os.path.join(HERE, "echo.py")
+TRICKLE = os.path.join(HERE, "trickle.py")
+TRICKLE_SIZE = 100  # bytes per chunk
+TRICKLE_DELAY = 0.0002  # seconds between chunks: the parent reads each alone
 BLOCK = bytes(range(256)) * 4096  # writer.py's pattern
 
 
@@ -93,6 +97,8 @@ class Workload:
     payload: Callable[[float], int] = lambda scale: 0
     targets: list[tuple[str, str, str, float]] = field(default_factory=list)
     # (metric key, comparator ">=" or "<=", peer or "" for absolute, bound)
+    columns: tuple[str, ...] = ("parent CPU s", "peak RSS MiB", "threads")
+    # The first of ``systems`` is the one the others are compared with.
 
 
 def _py(*args: str) -> list[str]:
@@ -101,6 +107,10 @@ def _py(*args: str) -> list[str]:
 
 def _size(n: int, scale: float) -> int:
     return max(1, int(n * scale))
+
+
+def _trickle_chunks(scale: float) -> int:
+    return max(20, int(10_000 * scale))
 
 
 ONE = ["pipereactor", "communicate", "threads", "asyncio", "selectors"]
@@ -144,6 +154,14 @@ WORKLOADS = {
                  lambda s: [Job(_py(WRITER, str(_size(GiB, s))), _size(GiB, s))], 1, "ring",
                  ["pipereactor"], "RSS growth MiB", lambda s: _size(GiB, s),
                  [("RSS growth MiB", "<=", "", 16.0)]),
+        Workload("W7", f"a child trickles 10,000 chunks of {TRICKLE_SIZE} B, {TRICKLE_DELAY * 1e3:g} ms "
+                 "apart, into a CallbackSink (through Python reads): parent CPU per chunk read, "
+                 "pipesize 1 MiB against 64 KiB",
+                 lambda s: [Job(_py(TRICKLE, str(_trickle_chunks(s)), str(TRICKLE_SIZE),
+                                    str(TRICKLE_DELAY)), _trickle_chunks(s) * TRICKLE_SIZE)],
+                 1, "count", ["pipereactor 1 MiB", "pipereactor 64 KiB"], "CPU us per read",
+                 targets=[("CPU us per read", "<=", "pipereactor 64 KiB", 1.2)],
+                 columns=("reads", "parent CPU s", "wall s")),
     ]
 }
 
@@ -152,8 +170,26 @@ WORKLOADS = {
 # stdout/stderr: bytes when kept, a byte count when discarded, a path for "file".
 
 
-def run_pipereactor(jobs: list[Job], parallel: int, mode: str, tmp: str) -> list[tuple[Any, Any]]:
+#: What the measured process counted, beyond its results ("reads": sink writes).
+COUNTERS: dict[str, int] = {}
+
+
+def run_pipereactor(jobs: list[Job], parallel: int, mode: str, tmp: str,
+                    pipesize: int | None = None) -> list[tuple[Any, Any]]:
+    counts: dict[tuple[int, str], int] = {}
+    COUNTERS["reads"] = 0
+
+    def counter(key: tuple[int, str]) -> Callable[[bytes], None]:
+        counts[key] = 0
+
+        def count(data: bytes) -> None:
+            counts[key] += len(data)
+            COUNTERS["reads"] += 1
+        return count
+
     def sink(stream: str, i: int) -> Any:
+        if mode == "count":  # every byte through a Python read (no splice)
+            return pr.CallbackSink(counter((i, stream)))
         if mode == "keep":
             return pr.BytesSink()
         if mode == "file":
@@ -162,9 +198,11 @@ def run_pipereactor(jobs: list[Job], parallel: int, mode: str, tmp: str) -> list
             return pr.RingBuffer(65536)
         return pr.NullSink()
 
+    extra = {} if pipesize is None else {"pipesize": pipesize}
     with pr.Reactor(max_parallel=parallel) as reactor:
         handles = [
-            reactor.spawn(job.argv, stdin=job.stdin, stdout=sink("out", i), stderr=sink("err", i))
+            reactor.spawn(job.argv, stdin=job.stdin, stdout=sink("out", i), stderr=sink("err", i),
+                          **extra)
             for i, job in enumerate(jobs)
         ]
     results = []
@@ -175,6 +213,8 @@ def run_pipereactor(jobs: list[Job], parallel: int, mode: str, tmp: str) -> list
             results.append((h.stdout.getvalue(), h.stderr.getvalue()))
         elif mode == "file":
             results.append((os.path.join(tmp, f"out{i}"), os.path.join(tmp, f"err{i}")))
+        elif mode == "count":
+            results.append((counts[i, "out"], counts[i, "err"]))
         else:
             results.append((h.stdout.total, h.stderr.total))
     return results
@@ -366,6 +406,8 @@ def run_shell(jobs: list[Job], parallel: int, mode: str, tmp: str) -> list[tuple
 
 SYSTEMS: dict[str, Callable[[list[Job], int, str, str], list[tuple[Any, Any]]]] = {
     "pipereactor": run_pipereactor,
+    "pipereactor 1 MiB": functools.partial(run_pipereactor, pipesize=MiB),
+    "pipereactor 64 KiB": functools.partial(run_pipereactor, pipesize=64 * 1024),
     "communicate": run_communicate,
     "threads": run_threads,
     "threadpool": run_threadpool,
@@ -387,7 +429,7 @@ def _status(field_name: str) -> int:
 
 
 def _check(job: Job, got: Any, n: int, expect: bytes | None, mode: str) -> None:
-    if mode in ("discard", "ring"):
+    if mode in ("discard", "ring", "count"):
         if got != n:
             raise AssertionError(f"{got} bytes, expected {n}")
         return
@@ -430,7 +472,10 @@ def measure(system: str, workload: str, scale: float) -> dict[str, Any]:
                 _check(job, err, job.err, None, w.mode)
     cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     payload = w.payload(scale)
+    reads = COUNTERS.get("reads", 0)
     return {
+        "reads": reads,
+        "CPU us per read": cpu / reads * 1e6 if reads else 0.0,
         "wall s": wall,
         "parent CPU s": cpu,
         "MB/s": payload / wall / 1e6 if payload else 0.0,
@@ -482,13 +527,13 @@ def report(runs: dict[str, dict[str, list[dict[str, Any]]]], reps: int, scale: f
     for name, by_system in runs.items():
         w = WORKLOADS[name]
         lines.append(f"\n### {name}: {w.what}\n")
-        metrics = [w.metric] + [m for m in ("parent CPU s", "peak RSS MiB", "threads") if m != w.metric]
-        lines.append("| system | " + " | ".join(metrics) + f" | pipereactor's {w.metric} / this one's |")
+        metrics = [w.metric] + [m for m in w.columns if m != w.metric]
+        lines.append("| system | " + " | ".join(metrics) + f" | {w.systems[0]}'s {w.metric} / this one's |")
         lines.append("|---|" + "---|" * (len(metrics) + 1))
-        base = by_system.get("pipereactor", [])
+        base = by_system.get(w.systems[0], [])
         for system, samples in by_system.items():
             cells = [fmt([s[m] for s in samples]) for m in metrics]
-            if system == "pipereactor" or not base:
+            if system == w.systems[0] or not base:
                 ratio = ""
             else:
                 ratios = [b[w.metric] / s[w.metric] for b, s in zip(base, samples) if s[w.metric]]
@@ -563,10 +608,9 @@ def main() -> int:
                 print(f"rep {rep + 1}/{args.reps} {name} {system}: "
                       f"{WORKLOADS[name].metric} {result[WORKLOADS[name].metric]:.2f}",
                       file=sys.stderr, flush=True)
-    for by_system in runs.values():  # pipereactor first in the table
-        if "pipereactor" in by_system:
-            by_system["pipereactor"] = by_system.pop("pipereactor")
-            for system in [s for s in by_system if s != "pipereactor"]:
+    for name, by_system in runs.items():  # in the workload's order: the base first
+        for system in WORKLOADS[name].systems:
+            if system in by_system:
                 by_system[system] = by_system.pop(system)
     table, verdicts = report(runs, args.reps, args.scale)
     command = "python benchmarks/bench.py " + " ".join(sys.argv[1:])
