@@ -3,6 +3,14 @@
     python benchmarks/bench.py                 # full size, 5 repetitions (several minutes)
     python benchmarks/bench.py --reps 7 --only W1d,W3
     python benchmarks/bench.py --smoke         # tiny sizes, one repetition: correctness only
+    python benchmarks/bench.py --compare-with ../before   # this library against another checkout
+
+With ``--compare-with PATH`` (the root of another checkout of the library,
+e.g. ``git worktree add ../before <commit>``), every pipereactor system also
+runs as "SYSTEM (before)" with PATH's ``pipereactor`` package (same
+workloads, this file's children), interleaved with the rest; a last section
+gives the paired after/before ratios of each workload's headline figure and
+of parent CPU.
 
 Every measurement runs in a fresh interpreter (``--one SYSTEM WORKLOAD``), so
 that one system's heap, threads or page cache of the parent cannot favour the
@@ -39,7 +47,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
+#: The library measured: this checkout's, or another's for --compare-with.
+LIB = os.path.abspath(os.environ.get("PIPEREACTOR_BENCH_LIB") or os.path.dirname(HERE))
+sys.path.insert(0, LIB)
 
 import pipereactor as pr  # noqa: E402  (imported before any timing starts)
 
@@ -489,9 +499,18 @@ def measure(system: str, workload: str, scale: float) -> dict[str, Any]:
 # -- orchestration -------------------------------------------------------------------------
 
 
-def run_one(system: str, workload: str, scale: float) -> dict[str, Any]:
+BEFORE = " (before)"  # a system run with the --compare-with checkout's library
+
+
+def run_one(system: str, workload: str, scale: float, before: str | None = None) -> dict[str, Any]:
+    env = dict(os.environ)
+    env.pop("PIPEREACTOR_BENCH_LIB", None)
+    if system.endswith(BEFORE):
+        assert before is not None
+        system = system[:-len(BEFORE)]
+        env["PIPEREACTOR_BENCH_LIB"] = before
     p = subprocess.Popen([sys.executable, __file__, "--one", system, workload, "--scale", str(scale)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     threads = 0
     while p.poll() is None:  # sample the measured process's thread count from outside
         try:
@@ -558,6 +577,42 @@ def report(runs: dict[str, dict[str, list[dict[str, Any]]]], reps: int, scale: f
     return "\n".join(lines), verdicts
 
 
+def compare(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> list[str]:
+    """After (this checkout) against before, pair by pair, oriented so that
+    above 1 means better after: the headline figure, and parent CPU."""
+    lines = []
+    for name, by_system in runs.items():
+        w = WORKLOADS[name]
+        for system in w.systems:
+            after, before = by_system.get(system), by_system.get(system + BEFORE)
+            if not after or not before:
+                continue
+            cells = []
+            for metric in dict.fromkeys([w.metric, "parent CPU s"]):
+                if metric in HIGHER_IS_BETTER:
+                    ratios = [a[metric] / b[metric] for a, b in zip(after, before) if b[metric]]
+                else:
+                    ratios = [b[metric] / a[metric] for a, b in zip(after, before) if a[metric]]
+                if ratios:
+                    cells.append((metric, ratios))
+            if not cells:
+                continue
+            verdict = "not slower" if statistics.median(cells[0][1]) >= 1.0 else "SLOWER"
+            lines.append(f"- {name} {system}: " + ", ".join(f"{m} {fmt(r)}x" for m, r in cells)
+                         + f": {verdict}")
+    return lines
+
+
+def describe(path: str) -> str:
+    """A checkout's root, with its commit when it is a git work tree."""
+    try:
+        commit = subprocess.run(["git", "-C", path, "describe", "--always", "--dirty"],
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{path} ({commit})" if commit else path
+
+
 def machine() -> str:
     cpu = "?"
     try:
@@ -577,17 +632,35 @@ def machine() -> str:
             f"Python {platform.python_version()}, pipe-max-size {pipe_max}")
 
 
+def table_order(name: str, before: str | None) -> list[str]:
+    """A workload's systems, then (with --compare-with) its pipereactor ones before."""
+    systems = WORKLOADS[name].systems
+    if before is None:
+        return list(systems)
+    return systems + [s + BEFORE for s in systems if s.startswith("pipereactor")]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--only", default="", help="comma-separated workloads (default: all)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one repetition")
+    parser.add_argument("--compare-with", metavar="PATH",
+                        help="another checkout's root: also run each pipereactor system with its "
+                             "library, and give after/before paired ratios")
     parser.add_argument("--one", nargs=2, metavar=("SYSTEM", "WORKLOAD"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
+        if not os.path.realpath(pr.__file__).startswith(os.path.realpath(LIB) + os.sep):
+            raise RuntimeError(f"pipereactor came from {pr.__file__}, not from {LIB}")
         print(json.dumps(measure(args.one[0], args.one[1], args.scale)))
         return 0
+    before = None
+    if args.compare_with:
+        before = os.path.abspath(args.compare_with)
+        if not os.path.isfile(os.path.join(before, "pipereactor", "__init__.py")):
+            parser.error(f"--compare-with: no pipereactor/__init__.py under {before}")
     if args.smoke:
         args.reps, args.scale = 1, 1 / 256
     names = [n for n in WORKLOADS if not args.only or n in args.only.split(",")]
@@ -595,31 +668,36 @@ def main() -> int:
     started = time.monotonic()
     for rep in range(args.reps):
         for name in names:
-            systems = WORKLOADS[name].systems
+            systems = table_order(name, before)
             order = systems[rep % len(systems):] + systems[:rep % len(systems)]  # rotate
             if not args.smoke:
                 # The first run after another workload pays for its memory and
                 # page cache (W1f swung 10x on position alone): warm up, discard.
-                run_one(order[-1], name, args.scale)
+                run_one(order[-1], name, args.scale, before)
             for system in order:
                 runs[name].setdefault(system, [])
-                result = run_one(system, name, args.scale)
+                result = run_one(system, name, args.scale, before)
                 runs[name][system].append(result)
                 print(f"rep {rep + 1}/{args.reps} {name} {system}: "
                       f"{WORKLOADS[name].metric} {result[WORKLOADS[name].metric]:.2f}",
                       file=sys.stderr, flush=True)
     for name, by_system in runs.items():  # in the workload's order: the base first
-        for system in WORKLOADS[name].systems:
+        for system in table_order(name, before):
             if system in by_system:
                 by_system[system] = by_system.pop(system)
     table, verdicts = report(runs, args.reps, args.scale)
     command = "python benchmarks/bench.py " + " ".join(sys.argv[1:])
     print(f"Machine: {machine()}")
+    if before is not None:
+        print(f"Library: after = {describe(LIB)}; before = {describe(before)}")
     print(f"Command: `{command.strip()}` ({args.reps} repetitions, scale {args.scale:g}, "
           f"{time.monotonic() - started:.0f} s)")
     print(table)
     print("\nTargets (medians of per-repetition ratios):\n")
     print("\n".join(verdicts))
+    if before is not None:
+        print("\nAfter against before (medians of per-repetition ratios, above 1: better after):\n")
+        print("\n".join(compare(runs)))
     print("\nEvery output was checked (hashes where kept, byte counts where discarded).")
     return 0
 
