@@ -208,7 +208,7 @@ def run_pipereactor(jobs: list[Job], parallel: int, mode: str, tmp: str,
             return pr.RingBuffer(65536)
         return pr.NullSink()
 
-    extra = {} if pipesize is None else {"pipesize": pipesize}
+    extra: dict[str, Any] = {} if pipesize is None else {"pipesize": pipesize}
     with pr.Reactor(max_parallel=parallel) as reactor:
         handles = [
             reactor.spawn(job.argv, stdin=job.stdin, stdout=sink("out", i), stderr=sink("err", i),
