@@ -55,16 +55,27 @@ def test_endless_empty_items_in_stdin_do_not_hang() -> None:
 
 
 def test_timeout_kills_sigterm_ignoring_grandchild_once_the_job_is_done() -> None:
-    code = ("import subprocess, sys, time\n"
+    """The child starts with SIGTERM blocked (the mask is inherited across
+    fork and exec) and unblocks it once the grandchild ignores SIGTERM and
+    its pid is out: a timeout that fires sooner (two interpreters starting on
+    a loaded machine can take more than 0.5 s) stays pending until then,
+    instead of killing the child before it has told us the pid."""
+    code = ("import signal, subprocess, sys, time\n"
             "g = subprocess.Popen([sys.executable, '-c', 'import signal, time; "
             "signal.signal(signal.SIGTERM, signal.SIG_IGN); print(flush=True); time.sleep(30)'],"
             " stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)\n"
             "g.stdout.readline()\n"  # the grandchild ignores SIGTERM from here on
             "print(g.pid, flush=True)\n"
+            "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})\n"
             "time.sleep(30)\n")
     pids: list[str] = []
     with pr.Reactor() as reactor:
-        job = reactor.spawn(python(code), stdout=pr.LineSink(pids.append), timeout=0.5)
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        try:
+            job = reactor.spawn(python(code), stdout=pr.LineSink(pids.append), timeout=0.5)
+            assert job.pid is not None  # started here, with the mask
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         job.wait(timeout=10)
     assert job.timed_out
     grandchild = int(pids[0])
