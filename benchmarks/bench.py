@@ -3,6 +3,14 @@
     python benchmarks/bench.py                 # full size, 5 repetitions (several minutes)
     python benchmarks/bench.py --reps 7 --only W1d,W3
     python benchmarks/bench.py --smoke         # tiny sizes, one repetition: correctness only
+    python benchmarks/bench.py --compare-with ../before   # this library against another checkout
+
+With ``--compare-with PATH`` (the root of another checkout of the library,
+e.g. ``git worktree add ../before <commit>``), every pipereactor system also
+runs as "SYSTEM (before)" with PATH's ``pipereactor`` package (same
+workloads, this file's children), interleaved with the rest; a last section
+gives the paired after/before ratios of each workload's headline figure and
+of parent CPU.
 
 Every measurement runs in a fresh interpreter (``--one SYSTEM WORKLOAD``), so
 that one system's heap, threads or page cache of the parent cannot favour the
@@ -21,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import functools
 import hashlib
 import json
 import os
@@ -38,7 +47,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
+#: The library measured: this checkout's, or another's for --compare-with.
+LIB = os.path.abspath(os.environ.get("PIPEREACTOR_BENCH_LIB") or os.path.dirname(HERE))
+sys.path.insert(0, LIB)
 
 import pipereactor as pr  # noqa: E402  (imported before any timing starts)
 
@@ -47,6 +58,9 @@ GiB = 1 << 30
 CHUNK = 65536
 WRITER = os.path.join(HERE, "writer.py")
 ECHO = os.path.join(HERE, "echo.py")
+TRICKLE = os.path.join(HERE, "trickle.py")
+TRICKLE_SIZE = 100  # bytes per chunk
+TRICKLE_DELAY = 0.0002  # seconds between chunks: the parent reads each alone
 BLOCK = bytes(range(256)) * 4096  # writer.py's pattern
 
 
@@ -93,6 +107,8 @@ class Workload:
     payload: Callable[[float], int] = lambda scale: 0
     targets: list[tuple[str, str, str, float]] = field(default_factory=list)
     # (metric key, comparator ">=" or "<=", peer or "" for absolute, bound)
+    columns: tuple[str, ...] = ("parent CPU s", "peak RSS MiB", "threads")
+    # The first of ``systems`` is the one the others are compared with.
 
 
 def _py(*args: str) -> list[str]:
@@ -101,6 +117,10 @@ def _py(*args: str) -> list[str]:
 
 def _size(n: int, scale: float) -> int:
     return max(1, int(n * scale))
+
+
+def _trickle_chunks(scale: float) -> int:
+    return max(20, int(10_000 * scale))
 
 
 ONE = ["pipereactor", "communicate", "threads", "asyncio", "selectors"]
@@ -144,6 +164,14 @@ WORKLOADS = {
                  lambda s: [Job(_py(WRITER, str(_size(GiB, s))), _size(GiB, s))], 1, "ring",
                  ["pipereactor"], "RSS growth MiB", lambda s: _size(GiB, s),
                  [("RSS growth MiB", "<=", "", 16.0)]),
+        Workload("W7", f"a child trickles 10,000 chunks of {TRICKLE_SIZE} B, {TRICKLE_DELAY * 1e3:g} ms "
+                 "apart, into a CallbackSink (through Python reads): parent CPU per chunk read, "
+                 "pipesize 1 MiB against 64 KiB",
+                 lambda s: [Job(_py(TRICKLE, str(_trickle_chunks(s)), str(TRICKLE_SIZE),
+                                    str(TRICKLE_DELAY)), _trickle_chunks(s) * TRICKLE_SIZE)],
+                 1, "count", ["pipereactor 1 MiB", "pipereactor 64 KiB"], "CPU us per read",
+                 targets=[("CPU us per read", "<=", "pipereactor 64 KiB", 1.2)],
+                 columns=("reads", "parent CPU s", "wall s")),
     ]
 }
 
@@ -152,8 +180,26 @@ WORKLOADS = {
 # stdout/stderr: bytes when kept, a byte count when discarded, a path for "file".
 
 
-def run_pipereactor(jobs: list[Job], parallel: int, mode: str, tmp: str) -> list[tuple[Any, Any]]:
+#: What the measured process counted, beyond its results ("reads": sink writes).
+COUNTERS: dict[str, int] = {}
+
+
+def run_pipereactor(jobs: list[Job], parallel: int, mode: str, tmp: str,
+                    pipesize: int | None = None) -> list[tuple[Any, Any]]:
+    counts: dict[tuple[int, str], int] = {}
+    COUNTERS["reads"] = 0
+
+    def counter(key: tuple[int, str]) -> Callable[[bytes], None]:
+        counts[key] = 0
+
+        def count(data: bytes) -> None:
+            counts[key] += len(data)
+            COUNTERS["reads"] += 1
+        return count
+
     def sink(stream: str, i: int) -> Any:
+        if mode == "count":  # every byte through a Python read (no splice)
+            return pr.CallbackSink(counter((i, stream)))
         if mode == "keep":
             return pr.BytesSink()
         if mode == "file":
@@ -162,9 +208,11 @@ def run_pipereactor(jobs: list[Job], parallel: int, mode: str, tmp: str) -> list
             return pr.RingBuffer(65536)
         return pr.NullSink()
 
+    extra: dict[str, Any] = {} if pipesize is None else {"pipesize": pipesize}
     with pr.Reactor(max_parallel=parallel) as reactor:
         handles = [
-            reactor.spawn(job.argv, stdin=job.stdin, stdout=sink("out", i), stderr=sink("err", i))
+            reactor.spawn(job.argv, stdin=job.stdin, stdout=sink("out", i), stderr=sink("err", i),
+                          **extra)
             for i, job in enumerate(jobs)
         ]
     results = []
@@ -175,6 +223,8 @@ def run_pipereactor(jobs: list[Job], parallel: int, mode: str, tmp: str) -> list
             results.append((h.stdout.getvalue(), h.stderr.getvalue()))
         elif mode == "file":
             results.append((os.path.join(tmp, f"out{i}"), os.path.join(tmp, f"err{i}")))
+        elif mode == "count":
+            results.append((counts[i, "out"], counts[i, "err"]))
         else:
             results.append((h.stdout.total, h.stderr.total))
     return results
@@ -366,6 +416,8 @@ def run_shell(jobs: list[Job], parallel: int, mode: str, tmp: str) -> list[tuple
 
 SYSTEMS: dict[str, Callable[[list[Job], int, str, str], list[tuple[Any, Any]]]] = {
     "pipereactor": run_pipereactor,
+    "pipereactor 1 MiB": functools.partial(run_pipereactor, pipesize=MiB),
+    "pipereactor 64 KiB": functools.partial(run_pipereactor, pipesize=64 * 1024),
     "communicate": run_communicate,
     "threads": run_threads,
     "threadpool": run_threadpool,
@@ -387,7 +439,7 @@ def _status(field_name: str) -> int:
 
 
 def _check(job: Job, got: Any, n: int, expect: bytes | None, mode: str) -> None:
-    if mode in ("discard", "ring"):
+    if mode in ("discard", "ring", "count"):
         if got != n:
             raise AssertionError(f"{got} bytes, expected {n}")
         return
@@ -430,7 +482,10 @@ def measure(system: str, workload: str, scale: float) -> dict[str, Any]:
                 _check(job, err, job.err, None, w.mode)
     cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     payload = w.payload(scale)
+    reads = COUNTERS.get("reads", 0)
     return {
+        "reads": reads,
+        "CPU us per read": cpu / reads * 1e6 if reads else 0.0,
         "wall s": wall,
         "parent CPU s": cpu,
         "MB/s": payload / wall / 1e6 if payload else 0.0,
@@ -444,9 +499,18 @@ def measure(system: str, workload: str, scale: float) -> dict[str, Any]:
 # -- orchestration -------------------------------------------------------------------------
 
 
-def run_one(system: str, workload: str, scale: float) -> dict[str, Any]:
+BEFORE = " (before)"  # a system run with the --compare-with checkout's library
+
+
+def run_one(system: str, workload: str, scale: float, before: str | None = None) -> dict[str, Any]:
+    env = dict(os.environ)
+    env.pop("PIPEREACTOR_BENCH_LIB", None)
+    if system.endswith(BEFORE):
+        assert before is not None
+        system = system[:-len(BEFORE)]
+        env["PIPEREACTOR_BENCH_LIB"] = before
     p = subprocess.Popen([sys.executable, __file__, "--one", system, workload, "--scale", str(scale)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     threads = 0
     while p.poll() is None:  # sample the measured process's thread count from outside
         try:
@@ -482,13 +546,13 @@ def report(runs: dict[str, dict[str, list[dict[str, Any]]]], reps: int, scale: f
     for name, by_system in runs.items():
         w = WORKLOADS[name]
         lines.append(f"\n### {name}: {w.what}\n")
-        metrics = [w.metric] + [m for m in ("parent CPU s", "peak RSS MiB", "threads") if m != w.metric]
-        lines.append("| system | " + " | ".join(metrics) + f" | pipereactor's {w.metric} / this one's |")
+        metrics = [w.metric] + [m for m in w.columns if m != w.metric]
+        lines.append("| system | " + " | ".join(metrics) + f" | {w.systems[0]}'s {w.metric} / this one's |")
         lines.append("|---|" + "---|" * (len(metrics) + 1))
-        base = by_system.get("pipereactor", [])
+        base = by_system.get(w.systems[0], [])
         for system, samples in by_system.items():
             cells = [fmt([s[m] for s in samples]) for m in metrics]
-            if system == "pipereactor" or not base:
+            if system == w.systems[0] or not base:
                 ratio = ""
             else:
                 ratios = [b[w.metric] / s[w.metric] for b, s in zip(base, samples) if s[w.metric]]
@@ -513,6 +577,42 @@ def report(runs: dict[str, dict[str, list[dict[str, Any]]]], reps: int, scale: f
     return "\n".join(lines), verdicts
 
 
+def compare(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> list[str]:
+    """After (this checkout) against before, pair by pair, oriented so that
+    above 1 means better after: the headline figure, and parent CPU."""
+    lines = []
+    for name, by_system in runs.items():
+        w = WORKLOADS[name]
+        for system in w.systems:
+            after, before = by_system.get(system), by_system.get(system + BEFORE)
+            if not after or not before:
+                continue
+            cells = []
+            for metric in dict.fromkeys([w.metric, "parent CPU s"]):
+                if metric in HIGHER_IS_BETTER:
+                    ratios = [a[metric] / b[metric] for a, b in zip(after, before) if b[metric]]
+                else:
+                    ratios = [b[metric] / a[metric] for a, b in zip(after, before) if a[metric]]
+                if ratios:
+                    cells.append((metric, ratios))
+            if not cells:
+                continue
+            verdict = "not slower" if statistics.median(cells[0][1]) >= 1.0 else "SLOWER"
+            lines.append(f"- {name} {system}: " + ", ".join(f"{m} {fmt(r)}x" for m, r in cells)
+                         + f": {verdict}")
+    return lines
+
+
+def describe(path: str) -> str:
+    """A checkout's root, with its commit when it is a git work tree."""
+    try:
+        commit = subprocess.run(["git", "-C", path, "describe", "--always", "--dirty"],
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{path} ({commit})" if commit else path
+
+
 def machine() -> str:
     cpu = "?"
     try:
@@ -532,17 +632,35 @@ def machine() -> str:
             f"Python {platform.python_version()}, pipe-max-size {pipe_max}")
 
 
+def table_order(name: str, before: str | None) -> list[str]:
+    """A workload's systems, then (with --compare-with) its pipereactor ones before."""
+    systems = WORKLOADS[name].systems
+    if before is None:
+        return list(systems)
+    return systems + [s + BEFORE for s in systems if s.startswith("pipereactor")]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--only", default="", help="comma-separated workloads (default: all)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one repetition")
+    parser.add_argument("--compare-with", metavar="PATH",
+                        help="another checkout's root: also run each pipereactor system with its "
+                             "library, and give after/before paired ratios")
     parser.add_argument("--one", nargs=2, metavar=("SYSTEM", "WORKLOAD"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
+        if not os.path.realpath(pr.__file__).startswith(os.path.realpath(LIB) + os.sep):
+            raise RuntimeError(f"pipereactor came from {pr.__file__}, not from {LIB}")
         print(json.dumps(measure(args.one[0], args.one[1], args.scale)))
         return 0
+    before = None
+    if args.compare_with:
+        before = os.path.abspath(args.compare_with)
+        if not os.path.isfile(os.path.join(before, "pipereactor", "__init__.py")):
+            parser.error(f"--compare-with: no pipereactor/__init__.py under {before}")
     if args.smoke:
         args.reps, args.scale = 1, 1 / 256
     names = [n for n in WORKLOADS if not args.only or n in args.only.split(",")]
@@ -550,32 +668,36 @@ def main() -> int:
     started = time.monotonic()
     for rep in range(args.reps):
         for name in names:
-            systems = WORKLOADS[name].systems
+            systems = table_order(name, before)
             order = systems[rep % len(systems):] + systems[:rep % len(systems)]  # rotate
             if not args.smoke:
                 # The first run after another workload pays for its memory and
                 # page cache (W1f swung 10x on position alone): warm up, discard.
-                run_one(order[-1], name, args.scale)
+                run_one(order[-1], name, args.scale, before)
             for system in order:
                 runs[name].setdefault(system, [])
-                result = run_one(system, name, args.scale)
+                result = run_one(system, name, args.scale, before)
                 runs[name][system].append(result)
                 print(f"rep {rep + 1}/{args.reps} {name} {system}: "
                       f"{WORKLOADS[name].metric} {result[WORKLOADS[name].metric]:.2f}",
                       file=sys.stderr, flush=True)
-    for by_system in runs.values():  # pipereactor first in the table
-        if "pipereactor" in by_system:
-            by_system["pipereactor"] = by_system.pop("pipereactor")
-            for system in [s for s in by_system if s != "pipereactor"]:
+    for name, by_system in runs.items():  # in the workload's order: the base first
+        for system in table_order(name, before):
+            if system in by_system:
                 by_system[system] = by_system.pop(system)
     table, verdicts = report(runs, args.reps, args.scale)
     command = "python benchmarks/bench.py " + " ".join(sys.argv[1:])
     print(f"Machine: {machine()}")
+    if before is not None:
+        print(f"Library: after = {describe(LIB)}; before = {describe(before)}")
     print(f"Command: `{command.strip()}` ({args.reps} repetitions, scale {args.scale:g}, "
           f"{time.monotonic() - started:.0f} s)")
     print(table)
     print("\nTargets (medians of per-repetition ratios):\n")
     print("\n".join(verdicts))
+    if before is not None:
+        print("\nAfter against before (medians of per-repetition ratios, above 1: better after):\n")
+        print("\n".join(compare(runs)))
     print("\nEvery output was checked (hashes where kept, byte counts where discarded).")
     return 0
 

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import gc
 import os
@@ -185,6 +186,20 @@ def make_reactor(request: pytest.FixtureRequest) -> Callable[..., pr.Reactor]:
         return pr.Reactor(max_parallel, watcher=watcher, selector=selector)
 
     return make
+
+
+@contextlib.contextmanager
+def sigterm_held() -> Iterator[None]:
+    """Children started inside start with SIGTERM blocked (the signal mask
+    is inherited across fork and exec), and unblock it once ready (the
+    children of tests/children/ do).  A SIGTERM sent sooner, by a short
+    ``timeout`` racing interpreter start-up on a loaded machine, waits
+    instead of killing a child that has not yet done what the test needs."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def python(code: str) -> list[str]:

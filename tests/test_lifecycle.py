@@ -12,7 +12,7 @@ from collections.abc import Callable
 import pytest
 
 import pipereactor as pr
-from conftest import CountingSink, alive, child, python, wait_gone
+from conftest import CountingSink, alive, child, python, sigterm_held, wait_gone
 
 MakeReactor = Callable[..., pr.Reactor]
 
@@ -95,7 +95,8 @@ def test_eof_grace_none_waits_for_grandchild() -> None:
 def test_timeout_kills_process_group_with_grandchildren(make_reactor: MakeReactor) -> None:
     sink = pr.BytesSink()
     with make_reactor() as reactor:
-        job = reactor.spawn(child("grandchild.py", "stay"), stdout=sink, timeout=0.5)
+        with sigterm_held():  # the timeout may fire before the pid is out
+            job = reactor.spawn(child("grandchild.py", "stay"), stdout=sink, timeout=0.5)
         job.wait(timeout=10)
     assert job.timed_out
     assert job.returncode == -signal.SIGTERM
@@ -107,7 +108,9 @@ def test_timeout_kills_process_group_with_grandchildren(make_reactor: MakeReacto
 
 def test_timeout_escalates_to_sigkill(make_reactor: MakeReactor) -> None:
     with make_reactor() as reactor:
-        job = reactor.spawn(child("ignore_sigterm.py"), stdout=pr.PIPE, timeout=0.3, kill_grace=0.3)
+        with sigterm_held():  # the timeout may fire before SIGTERM is ignored
+            job = reactor.spawn(child("ignore_sigterm.py"), stdout=pr.PIPE, timeout=0.3,
+                                kill_grace=0.3)
         job.wait(timeout=10)
     assert job.timed_out
     assert job.returncode == -signal.SIGKILL

@@ -16,7 +16,7 @@ import pytest
 
 import pipereactor as pr
 from pipereactor import _shutdown
-from conftest import CountingSink, alive, python, wait_gone
+from conftest import CountingSink, alive, python, sigterm_held, wait_gone
 
 
 def test_fast_reader_of_endless_stdin_does_not_starve_the_loop() -> None:
@@ -56,17 +56,24 @@ def test_endless_empty_items_in_stdin_do_not_hang() -> None:
 
 
 def test_timeout_kills_sigterm_ignoring_grandchild_once_the_job_is_done() -> None:
-    code = ("import subprocess, sys, time\n"
+    """The child starts with SIGTERM held (conftest.sigterm_held) and
+    unblocks it once the grandchild ignores SIGTERM and its pid is out: a
+    timeout that fires sooner (two interpreters starting on a loaded machine
+    can take more than 0.5 s) waits instead of killing the child first."""
+    code = ("import signal, subprocess, sys, time\n"
             "g = subprocess.Popen([sys.executable, '-c', 'import signal, time; "
             "signal.signal(signal.SIGTERM, signal.SIG_IGN); print(flush=True); time.sleep(30)'],"
             " stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)\n"
             "g.stdout.readline()\n"  # the grandchild ignores SIGTERM from here on
             "print(g.pid, flush=True)\n"
+            "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})\n"
             "time.sleep(30)\n")
     pids: list[str] = []
     with pr.Reactor() as reactor:
-        job = reactor.spawn(python(code), stdout=pr.LineSink(pids.append), timeout=3)  # room to start under load
-        job.wait(timeout=20)
+        with sigterm_held():
+            job = reactor.spawn(python(code), stdout=pr.LineSink(pids.append), timeout=0.5)
+            assert job.pid is not None  # started here, with the mask
+        job.wait(timeout=10)
     assert job.timed_out
     grandchild = int(pids[0])
     wait_gone(grandchild, timeout=3)  # well before the 5 s kill_grace
@@ -227,15 +234,17 @@ def test_kqueue_exit_before_registration_is_still_noticed(monkeypatch: pytest.Mo
 def test_timeout_ends_job_whose_pipe_is_held_by_an_escaped_grandchild() -> None:
     """eof_grace=None, and the pipe holder left the group (setsid): the timeout
     must still end the job, kill_grace after it stopped."""
-    code = ("import subprocess, sys, time\n"
+    code = ("import signal, subprocess, sys, time\n"
             "g = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'],"
             " start_new_session=True)\n"
             "print(g.pid, flush=True)\n"
+            "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})\n"
             "time.sleep(30)\n")
     pids: list[str] = []
     with pr.Reactor() as reactor:
-        job = reactor.spawn(python(code), stdout=pr.LineSink(pids.append), timeout=0.3,
-                            kill_grace=0.3, eof_grace=None)
+        with sigterm_held():  # the timeout may fire before the pid is out
+            job = reactor.spawn(python(code), stdout=pr.LineSink(pids.append), timeout=0.3,
+                                kill_grace=0.3, eof_grace=None)
         try:
             job.wait(timeout=10)
         finally:

@@ -202,7 +202,10 @@ def test_finished_jobs_are_not_kept_for_an_absent_consumer() -> None:
 
 def test_a_finished_stdin_pipe_job_is_freed_without_the_gc() -> None:
     """Regression: StdinWriter's wake-up callback kept a cycle alive through
-    the job, so such jobs outlived their last reference until a gc pass."""
+    the job, so such jobs outlived their last reference until a gc pass.
+    It also failed now and then under load (issue 12): an exit seen before
+    stdout's EOF left an eof_grace deadline holding the done job, which the
+    next test reproduces every time."""
     gc.collect()
     gc.disable()
     try:
@@ -217,6 +220,40 @@ def test_a_finished_stdin_pipe_job_is_freed_without_the_gc() -> None:
             assert ref() is None
     finally:
         gc.enable()
+
+
+def test_a_job_that_exits_before_its_eof_is_freed_once_done() -> None:
+    """The exit is seen while a grandchild still holds stdout, so an
+    ``eof_grace`` deadline is scheduled; the grandchild then lets go and
+    the job is done before the deadline.  Nothing may keep the done job
+    alive: not that deadline (the heap is only pruned on a later turn, and
+    ``run()`` makes none once every job is done)."""
+    hold_r, hold_w = os.pipe()
+    try:
+        gc.collect()
+        gc.disable()
+        with pr.Reactor() as reactor:
+            # sh exits at once; its background subshell keeps stdout open
+            # until it reads EOF from hold_r, when hold_w is closed.
+            job = reactor.spawn(["sh", "-c", "exec 3<&0; read _ <&3 &"], stdin=hold_r,
+                                stdout=pr.PIPE)
+            os.close(hold_r)
+            hold_r = -1
+            ref = weakref.ref(job)
+            del job
+            while ref().state is pr.JobState.RUNNING:  # type: ignore[union-attr]
+                reactor.step(10)
+            if ref().state is not pr.JobState.EXITED:  # type: ignore[union-attr]
+                pytest.fail("the grandchild did not hold stdout open")
+            os.close(hold_w)  # the grandchild reads EOF and exits: stdout's EOF
+            hold_w = -1
+            reactor.run(timeout=30)
+            assert ref() is None, gc.get_referrers(ref())
+    finally:
+        gc.enable()
+        for fd in (hold_r, hold_w):
+            if fd >= 0:
+                os.close(fd)
 
 
 def test_spawn_then_iterate_yields_unreferenced_jobs() -> None:

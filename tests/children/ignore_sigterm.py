@@ -1,4 +1,6 @@
-"""Ignore SIGTERM, say so, and sleep: only SIGKILL ends this."""
+"""Ignore SIGTERM, say so, and sleep: only SIGKILL ends this.  (Started with
+SIGTERM blocked, conftest.sigterm_held, a SIGTERM sent sooner is pending
+until SIG_IGN discards it.)"""
 
 import signal
 import sys
