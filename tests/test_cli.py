@@ -140,7 +140,7 @@ def test_results_dir_keeps_full_output(tmp_path: Path) -> None:
 
 @pytest.mark.deadline(60)
 def test_a_job_writing_200_mib_keeps_the_runner_small() -> None:
-    code = ("import sys; from pipereactor._cli import main; rc = main(sys.argv[1:]); "
+    code = ("import sys; from pipereactor.cli import main; rc = main(sys.argv[1:]); "
             "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0], "
             "file=sys.stderr); sys.exit(rc)")
     done = subprocess.run([sys.executable, "-c", code, "--max-output", "65536"],
