@@ -206,7 +206,8 @@ class LineWriter:
         if end < 0:
             self._partial.write(data)
             return
-        whole = data[: end + 1] if end + 1 < len(data) else data
+        # A view, not a copy: a read brings up to 1 MiB.
+        whole: bytes | memoryview = memoryview(data)[: end + 1]
         if self._partial.size:
             held = self._partial.take_memory()
             if held is None:  # a long line, spilled: its start first
@@ -214,7 +215,9 @@ class LineWriter:
                 self._partial.discard()
             else:
                 whole = held + whole
-        self.console.write(self.fd, self.tagger(whole))
+        if self.tagger.prefix is not None:
+            whole = self.tagger(bytes(whole))
+        self.console.write(self.fd, whole)
         if end + 1 < len(data):
             self._partial.write(data[end + 1:])
 

@@ -100,16 +100,18 @@ class Report:
             elif entry > self._slowest[0]:
                 heapq.heapreplace(self._slowest, entry)
 
-    def lines(self, seen: int, interrupted: bool, verbose: bool) -> list[bytes]:
-        """The summary: each shown failure with its last lines, then a total."""
+    def lines(self, seen: int, interrupted: bool, verbose: bool, details: bool = True
+              ) -> list[bytes]:
+        """The summary: each shown failure with its last lines (``details``),
+        then a total (with the slowest jobs when ``verbose``)."""
         out: list[bytes] = []
-        for o in self.failures:
+        for o in self.failures if details else []:
             out.append(f"pipereactor: job {o.seq} failed ({o.how}): {o.command}\n"
                        .encode("utf-8", "surrogateescape"))
             for name, data in (("stdout", o.out_tail), ("stderr", o.err_tail)):
                 for line in data.splitlines()[-self.tail_lines:] if self.tail_lines else []:
                     out.append(f"  {name}| ".encode() + line + b"\n")
-        if self.failed > len(self.failures):
+        if details and self.failed > len(self.failures):
             out.append(f"pipereactor: ({self.failed - len(self.failures)} more failed jobs "
                        "not shown)\n".encode())
         wall = time.monotonic() - self.started

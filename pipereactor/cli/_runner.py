@@ -197,6 +197,8 @@ class Runner:
             how = f"killed by {describe_signal(-rc)}"
         if job.timed_out:
             how += ", timed out"
+        if task.stopped:
+            how += ", stopped by us"
         ok = rc == 0 and not task.stopped
         for name, sink in (("stdout", task.out), ("stderr", task.err)):
             if isinstance(sink, SpillBuffer) and sink.error is not None:
@@ -300,6 +302,8 @@ class Runner:
     def run(self) -> int:
         """Run every job the input makes; return the exit status."""
         o = self.opts
+        if o.line_buffer:
+            self.console.grow_stdout_pipe()
         if o.joblog:
             self.joblog = JobLog(o.joblog)
         try:
@@ -316,7 +320,9 @@ class Runner:
                 self.joblog.close()
         interrupted = self.stop_signal is not None or self.epipe
         if self.console.progress or self.report.failed or interrupted:
-            for line in self.report.lines(self.seen, interrupted, self.console.progress):
+            # After EPIPE the reader has what it wanted: the total only.
+            details = not self.epipe
+            for line in self.report.lines(self.seen, interrupted, self.console.progress, details):
                 self.console.write(2, line)
         if self.stop_signal is not None:
             return 128 + self.stop_signal
