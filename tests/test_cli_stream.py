@@ -330,3 +330,138 @@ def test_results_opens_a_jobs_files_when_it_starts_and_fits_a_small_fd_limit(
                              capture_output=True, env=ENV, timeout=60, preexec_fn=few_fds)
     assert grouped.returncode == 0, grouped.stderr
     assert grouped.stdout == "".join(f"{i}\n" for i in range(300)).encode()
+
+
+# -- stopping: EPIPE, signals ------------------------------------------------------------------
+
+@pytest.mark.deadline(60)
+def test_head_stops_endless_jobs_exits_141_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    job = f"echo $$ >> {pids}; exec yes {{}}"
+    cmd = (f"yes line | {shlex.join(CLI)} -j 3 --kill-grace 1 --line-buffer --shell -- "
+           f"{shlex.quote(job)} | head -n 5; echo \"${{PIPESTATUS[1]}}\" > {tmp_path / 'rc'}")
+    done = subprocess.run(["bash", "-c", cmd], capture_output=True, env=ENV, timeout=50)
+    assert done.stdout == b"line\n" * 5
+    assert (tmp_path / "rc").read_text() == "141\n"
+    started = [int(p) for p in pids.read_text().split()]
+    assert started and len(started) <= 9  # -j 3 and its lookahead, no more
+    for pid in started:
+        wait_gone(pid, timeout=10)
+    # Grouped output and many short jobs: the same, quickly.
+    quick = subprocess.run(["bash", "-c", f"seq 100000 | {shlex.join(CLI)} -- echo | head -1; "
+                            "echo \"${PIPESTATUS[1]}\""], capture_output=True, env=ENV, timeout=50)
+    assert quick.stdout == b"1\n141\n" or quick.stdout.endswith(b"\n141\n")
+
+
+@pytest.mark.deadline(40)
+def test_an_ignored_sighup_stays_ignored(tmp_path: Path) -> None:
+    """Under nohup (SIGHUP ignored when we start) SIGHUP changes nothing;
+    without it, SIGHUP stops the run (exit 129)."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for ignored in (True, False):
+        pids = tmp_path / f"pids{ignored}"
+
+        def setup() -> None:
+            if ignored:
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+        runner = subprocess.Popen([*CLI, "-j", "2", "--kill-grace", "1"], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV,
+                                  preexec_fn=setup)
+        try:
+            assert runner.stdin and runner.stdout
+            runner.stdin.write(f"{sys.executable} {HOLD} {pids} {fifo}\n".encode())
+            runner.stdin.flush()
+            _pids_written(pids, 1)
+            runner.send_signal(signal.SIGHUP)
+            # The runner looks at signals before it reads the next line.
+            runner.stdin.write(b"echo after\n")
+            runner.stdin.flush()
+            if ignored:
+                assert read_until(runner.stdout.fileno(), b"after\n") == b"after\n"
+                release(fifo)
+            runner.stdin.close()
+            runner.stdin = None
+            out, err = runner.communicate(timeout=20)
+        finally:
+            stop(runner)
+        if ignored:
+            assert runner.returncode == 0, err
+        else:
+            assert runner.returncode == 128 + signal.SIGHUP
+            assert out == b"" and b"interrupted" in err
+            wait_gone(int(pids.read_text()), timeout=10)
+
+
+def test_main_restores_every_handler_and_the_wakeup_fd(tmp_path: Path) -> None:
+    from pipereactor.cli import main
+
+    commands = tmp_path / "commands"
+    commands.write_text("true\n")
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    previous_wakeup = signal.set_wakeup_fd(-1)
+    r, w = os.pipe2(os.O_NONBLOCK)
+    try:
+        signal.set_wakeup_fd(w)
+        assert main(["-a", str(commands), "--no-progress"]) == 0
+        assert signal.set_wakeup_fd(previous_wakeup) == w
+    finally:
+        os.close(r)
+        os.close(w)
+    assert {s: signal.getsignal(s) for s in before} == before
+
+
+@pytest.mark.deadline(40)
+def test_status_line_on_a_pty_is_never_glued_to_job_output(tmp_path: Path) -> None:
+    """stdout and stderr on one terminal of 0 columns, stderr block-buffered
+    (no PYTHONUNBUFFERED): the status line is erased before each job's output
+    and drawn on a line of its own after an unterminated one."""
+    import pty
+    import struct
+    import termios
+
+    primary, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 0, 0, 0, 0))
+    env = {k: v for k, v in ENV.items() if k != "PYTHONUNBUFFERED"}
+    script = ("import sys, time\n"
+              "for i in range(3):\n"
+              "    print(sys.argv[1], i, flush=True); time.sleep(0.15)\n"
+              "sys.stdout.write('tail-' + sys.argv[1])\n")
+    try:
+        runner = subprocess.Popen([*CLI, "-j", "2", "--line-buffer", "--", sys.executable, "-c",
+                                   script], stdin=subprocess.PIPE, stdout=secondary,
+                                  stderr=secondary, env=env)
+        os.close(secondary)
+        secondary = -1
+        assert runner.stdin
+        runner.stdin.write(b"A\nB\nC\n")
+        runner.stdin.close()
+        runner.stdin = None
+        seen = b""
+        while True:
+            ready, _, _ = select.select([primary], [], [], 20)
+            assert ready, seen
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # EIO: the runner has gone
+                break
+            if not chunk:
+                break
+            seen += chunk
+        runner.wait(timeout=10)
+    finally:
+        os.close(primary)
+        if secondary >= 0:
+            os.close(secondary)
+    assert runner.returncode == 0
+    text = seen.decode().replace("\r\n", "\n")
+    segments = text.split("\r\x1b[K")
+    statuses = [s for s in segments if s.startswith("[")]
+    assert statuses and all(re.fullmatch(r"\[\d/\d\] running \d, failed 0(, longest .*)?", s)
+                            for s in statuses), statuses
+    outputs = "".join(s for s in segments if not s.startswith("["))
+    for tag in "ABC":  # each line whole (a "tail-" may precede one: printed as is)
+        assert re.findall(rf"{tag} \d\n", outputs) == [f"{tag} {i}\n" for i in range(3)]
+        assert f"tail-{tag}" in outputs
+    assert "pipereactor: 3 ok, 0 failed (0 timed out) of 3 in" in outputs
