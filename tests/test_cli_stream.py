@@ -90,10 +90,10 @@ def test_input_is_not_read_far_ahead_of_the_jobs(tmp_path: Path) -> None:
         runner.stdin.write(f"{sys.executable} {HOLD} {pids} {fifo}\n".encode())
         runner.stdin.flush()
         _pids_written(pids, 1)
-        line = b"echo " + b"x" * 94 + b"\n"  # 100 bytes
+        line = b"echo " + b"x" * 994 + b"\n"  # 1000 bytes: few jobs fill the pipe
         os.set_blocking(runner.stdin.fileno(), False)
         accepted = 0
-        block = line * 100
+        block = line * 10
         while accepted < 4 << 20:
             try:
                 accepted += os.write(runner.stdin.fileno(), block[accepted % len(block):])
@@ -104,7 +104,7 @@ def test_input_is_not_read_far_ahead_of_the_jobs(tmp_path: Path) -> None:
         release(fifo)
         os.set_blocking(runner.stdin.fileno(), True)
         rest = len(line) - accepted % len(line)
-        runner.stdin.write(line[-rest:] + line * 1999)  # blocks until the runner catches up
+        runner.stdin.write(line[-rest:] + line * 199)  # blocks until the runner catches up
         accepted += rest
         runner.stdin.close()
         runner.stdin = None
@@ -112,8 +112,8 @@ def test_input_is_not_read_far_ahead_of_the_jobs(tmp_path: Path) -> None:
     finally:
         stop(runner)
     assert runner.returncode == 0, err
-    count = accepted // len(line) + 1999
-    assert out_file.read_bytes() == (b"x" * 94 + b"\n") * count
+    count = accepted // len(line) + 199
+    assert out_file.read_bytes() == (b"x" * 994 + b"\n") * count
 
 
 def _hwm_wrapper(hwm_file: Path) -> list[str]:
@@ -123,7 +123,6 @@ def _hwm_wrapper(hwm_file: Path) -> list[str]:
     return [sys.executable, "-c", code]
 
 
-@pytest.mark.slow
 @pytest.mark.deadline(120)
 def test_160_mb_of_grouped_output_arrive_whole_in_bounded_memory(tmp_path: Path) -> None:
     """8 jobs x 20 MB stdout (+1 MB stderr each), -k: every byte, in order,
