@@ -464,3 +464,11 @@ def test_status_line_on_a_pty_is_never_glued_to_job_output(tmp_path: Path) -> No
         assert re.findall(rf"{tag} \d\n", outputs) == [f"{tag} {i}\n" for i in range(3)]
         assert f"tail-{tag}" in outputs
     assert "pipereactor: 3 ok, 0 failed (0 timed out) of 3 in" in outputs
+
+
+def test_input_that_cannot_be_read_is_a_clear_error(tmp_path: Path) -> None:
+    missing = cli("-a", str(tmp_path / "nope"))
+    assert missing.returncode == 2 and "cannot read the input" in missing.stderr
+    directory = cli("-a", str(tmp_path))
+    assert directory.returncode == 2
+    assert "reading the input failed: [Errno 21] Is a directory" in directory.stderr

@@ -324,11 +324,17 @@ class Runner:
             details = not self.epipe
             for line in self.report.lines(self.seen, interrupted, self.console.progress, details):
                 self.console.write(2, line)
+        if self.reader.error is not None:
+            # Treated as the end of input (EIO: the terminal went away), but said.
+            self.console.write(2, f"pipereactor: reading the input failed: {self.reader.error}\n"
+                               .encode("utf-8", "surrogateescape"))
         if self.stop_signal is not None:
             return 128 + self.stop_signal
         if self.epipe:
             err = self.console.stdout_error
             return EPIPE_STATUS if err is None or err.errno == errno.EPIPE else 1
+        if self.reader.error is not None and not self.report.failed:
+            return 2
         return min(self.report.failed, 100)
 
     def _loop(self, signals: StopSignals, sel: selectors.BaseSelector) -> None:
