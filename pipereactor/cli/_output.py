@@ -167,6 +167,9 @@ class SpillBuffer:
 
     def tail(self, nbytes: int = TAIL_BYTES) -> bytes:
         """The last ``nbytes`` kept."""
+        nbytes = min(nbytes, self.kept)
+        if nbytes <= 0:
+            return b""
         if self._fd < 0:
             return bytes(self._mem[-nbytes:])
         start = max(self._size - nbytes, 0)
