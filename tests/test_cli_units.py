@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from pipereactor.cli._output import SpillBuffer, Tagger
+from pipereactor.cli._output import Budget, SpillBuffer, Tagger
 from pipereactor.cli._source import LineReader, make_command, plain_words
 
 
@@ -116,3 +116,19 @@ def test_line_reader_gives_whole_lines_and_a_last_unterminated_one() -> None:
         os.close(r)
         if w >= 0:
             os.close(w)
+
+
+def test_all_streams_share_one_memory_budget() -> None:
+    budget = Budget(limit=1000)
+    first, second = SpillBuffer(budget=budget), SpillBuffer(budget=budget)
+    first.write(b"x" * 900)
+    second.write(b"y" * 200)  # over the budget: straight to a file
+    assert not first.spilled and second.spilled and budget.used == 900
+    first.discard()
+    assert budget.used == 0
+    third = SpillBuffer(cap=10, budget=budget)
+    third.write(b"z" * 100)
+    assert budget.used == 10  # what the cap let it keep
+    for buf in (second, third):
+        buf.discard()
+    assert budget.used == 0

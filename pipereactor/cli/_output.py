@@ -1,7 +1,8 @@
 """How a job's output reaches the user: grouped (spilled), by line, tagged.
 
 - :class:`SpillBuffer` holds one stream of a job, grouped: in memory up to
-  ``SPILL_AT`` bytes, then in an unlinked temporary file in ``$TMPDIR``
+  ``SPILL_AT`` bytes (while all streams of the run hold less than their
+  :class:`Budget`), then in an unlinked temporary file in ``$TMPDIR``
   (``tempfile.TemporaryFile``), so every byte is kept in bounded memory.  With
   a cap (``--max-output``) only the last ``cap`` bytes are kept, on disk too.
   If the spill file cannot be written (disk full), ``error`` is set and the
@@ -22,10 +23,12 @@ import tempfile
 
 from ._console import Console
 
-__all__ = ["SPILL_AT", "SpillBuffer", "LineWriter", "Tagger", "TAIL_BYTES"]
+__all__ = ["Budget", "SPILL_AT", "SpillBuffer", "LineWriter", "Tagger", "TAIL_BYTES"]
 
 #: Bytes of one stream kept in memory before it spills to a file.
 SPILL_AT = 256 << 10
+#: Bytes all streams together keep in memory before they spill.
+MEMORY_BUDGET = 32 << 20
 #: Bytes of a stream kept for a failed job's summary (its last lines).
 TAIL_BYTES = 8192
 _COPY = 1 << 20
@@ -52,6 +55,15 @@ class Tagger:
         return out
 
 
+class Budget:
+    """Bytes that all the SpillBuffers of a run may hold in memory together:
+    past it, streams spill sooner, so memory stays bounded whatever ``-j``."""
+
+    def __init__(self, limit: int = MEMORY_BUDGET) -> None:
+        self.limit = limit
+        self.used = 0
+
+
 class SpillBuffer:
     """One stream of a job, kept whole (or its last ``cap`` bytes) in bounded memory.
 
@@ -59,9 +71,11 @@ class SpillBuffer:
     the runner prints it and then calls ``discard()`` (which closes the file).
     """
 
-    def __init__(self, cap: int | None = None, spill_at: int = SPILL_AT) -> None:
+    def __init__(self, cap: int | None = None, spill_at: int = SPILL_AT,
+                 budget: Budget | None = None) -> None:
         self.cap = cap
         self.spill_at = spill_at
+        self.budget = budget or Budget()
         self.total = 0  # bytes the job wrote
         self.error: OSError | None = None
         self._mem = bytearray()
@@ -74,10 +88,14 @@ class SpillBuffer:
         if self.error is not None:
             return
         if self._fd < 0:
-            if len(self._mem) + len(data) <= self.spill_at:
+            b = self.budget
+            if (len(self._mem) + len(data) <= self.spill_at
+                    and b.used + len(data) <= b.limit):
+                before = len(self._mem)
                 self._mem += data
                 if self.cap is not None and len(self._mem) > 2 * self.cap:
                     del self._mem[: -self.cap]
+                b.used += len(self._mem) - before
                 return
             try:
                 f = tempfile.TemporaryFile(buffering=0)
@@ -86,7 +104,7 @@ class SpillBuffer:
                 return
             self._file, self._fd = f, f.fileno()
             pending = bytes(self._mem) + data
-            self._mem = bytearray()
+            self._release_memory()
             self._append(pending)
         else:
             self._append(data)
@@ -157,12 +175,16 @@ class SpillBuffer:
             console.write(fd, tag(chunk))
             pos += len(chunk)
 
+    def _release_memory(self) -> None:
+        self.budget.used -= len(self._mem)
+        self._mem = bytearray()
+
     def take_memory(self) -> bytes | None:
         """Everything held, and empty the buffer, when it is all in memory."""
         if self._fd >= 0:
             return None
         data = bytes(self._mem)
-        self._mem = bytearray()
+        self._release_memory()
         return data
 
     def tail(self, nbytes: int = TAIL_BYTES) -> bytes:
@@ -180,7 +202,7 @@ class SpillBuffer:
 
     def discard(self) -> None:
         """Drop everything held and close the spill file.  Idempotent."""
-        self._mem = bytearray()
+        self._release_memory()
         f, self._file, self._fd, self._size = self._file, None, -1, 0
         if f is not None:
             f.close()  # type: ignore[attr-defined]
@@ -194,12 +216,13 @@ class LineWriter:
     ``tail()`` is the end of what was printed, for a failed job's summary.
     """
 
-    def __init__(self, console: Console, fd: int, tag: Tagger) -> None:
+    def __init__(self, console: Console, fd: int, tag: Tagger,
+                 budget: Budget | None = None) -> None:
         self.console = console
         self.fd = fd
         self.tagger = tag
         self.total = 0
-        self._partial = SpillBuffer()
+        self._partial = SpillBuffer(budget=budget)
         self._tail = b""
 
     def write(self, data: bytes) -> None:

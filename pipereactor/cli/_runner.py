@@ -35,7 +35,7 @@ from typing import Any
 from .. import FileSink, Job, JobState, Reactor
 from ._args import Options
 from ._console import Console, terminal_width
-from ._output import LineWriter, SpillBuffer, Tagger, TAIL_BYTES
+from ._output import Budget, LineWriter, SpillBuffer, Tagger, TAIL_BYTES
 from ._report import JobLog, Outcome, Report, describe_signal
 from ._signals import StopSignals
 from ._source import Command, LineReader, make_command
@@ -79,6 +79,7 @@ class Runner:
         self.console = console
         self.reader = reader
         self.report = Report(opts.tail)
+        self.budget = Budget()  # memory for all grouped output together
         self.joblog: JobLog | None = None
         self.active: dict[Job, _Task] = {}  # spawned, not yet done: O(-j)
         self.held: dict[int, _Task | None] = {}  # -k: done, waiting for their turn
@@ -130,9 +131,10 @@ class Runner:
                 raise
             return out, err, Tagger(prefix)
         if o.line_buffer:
-            return (LineWriter(self.console, 1, Tagger(prefix)),
-                    LineWriter(self.console, 2, Tagger(prefix)), Tagger(prefix))
-        return SpillBuffer(o.max_output), SpillBuffer(o.max_output), Tagger(prefix)
+            return (LineWriter(self.console, 1, Tagger(prefix), self.budget),
+                    LineWriter(self.console, 2, Tagger(prefix), self.budget), Tagger(prefix))
+        return (SpillBuffer(o.max_output, budget=self.budget),
+                SpillBuffer(o.max_output, budget=self.budget), Tagger(prefix))
 
     def _spawn(self, reactor: Reactor, cmd: Command) -> None:
         o = self.opts
