@@ -474,3 +474,6 @@ def test_input_that_cannot_be_read_is_a_clear_error(tmp_path: Path) -> None:
     directory = cli("-a", str(tmp_path))
     assert directory.returncode == 2
     assert "reading the input failed: [Errno 21] Is a directory" in directory.stderr
+    (tmp_path / "file").write_text("")
+    results = cli("--results", str(tmp_path / "file" / "r"), input="true\n")
+    assert results.returncode == 2 and "cannot make the --results directory" in results.stderr

@@ -33,7 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     """
     opts = parse(argv)
     if opts.results:
-        os.makedirs(opts.results, exist_ok=True)
+        try:
+            os.makedirs(opts.results, exist_ok=True)
+        except OSError as exc:
+            print(f"pipereactor: cannot make the --results directory: {exc}", file=sys.stderr)
+            return 2
     progress = opts.progress if opts.progress is not None else _isatty(2)
     if opts.arg_file is not None:
         try:
