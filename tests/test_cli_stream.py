@@ -477,3 +477,28 @@ def test_input_that_cannot_be_read_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     results = cli("--results", str(tmp_path / "file" / "r"), input="true\n")
     assert results.returncode == 2 and "cannot make the --results directory" in results.stderr
+
+
+@pytest.mark.deadline(40)
+def test_a_second_ctrl_c_kills_at_once() -> None:
+    """The first SIGINT asks (SIGTERM, SIGKILL after --kill-grace 60); the
+    second does not wait for the grace."""
+    job = f"{sys.executable} -u {os.path.join(CHILDREN, 'survive_sigterm.py')}"
+    runner = subprocess.Popen([*CLI, "--line-buffer", "--kill-grace", "60"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env=ENV)
+    try:
+        assert runner.stdin and runner.stdout
+        runner.stdin.write(f"{job}\n".encode())
+        runner.stdin.flush()
+        assert read_until(runner.stdout.fileno(), b"ready\n") == b"ready\n"
+        runner.send_signal(signal.SIGINT)
+        # The job says "term" once the runner has handled the first SIGINT
+        # (two signals sent at once would merge into one).
+        assert read_until(runner.stdout.fileno(), b"term\n") == b"term\n"
+        runner.send_signal(signal.SIGINT)
+        out, err = runner.communicate(timeout=20)
+    finally:
+        stop(runner)
+    assert runner.returncode == 130
+    assert b"failed (killed by SIGKILL, stopped by us)" in err
