@@ -1,8 +1,8 @@
-"""``python -m pipereactor``: the parallel command runner (see ``_cli``)."""
+"""``python -m pipereactor``: the parallel command runner (see ``pipereactor.cli``)."""
 
 import sys
 
-from ._cli import main
+from .cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -62,22 +62,44 @@ def test_template_fills_or_appends_the_input_line() -> None:
     assert done.stdout == "IT'S\n"
 
 
-def test_keep_order_and_tag() -> None:
-    lines = "".join(f"{n}\n" for n in (0.3, 0.1, 0.2, 0.0))
-    done = cli("-j", "4", "-k", "--tag", "--", sys.executable, "-c",
-               "import sys, time; time.sleep(float(sys.argv[1])); print('done', sys.argv[1])",
-               input=lines)
-    assert done.stdout == "".join(f"{n}\tdone {n}\n" for n in (0.3, 0.1, 0.2, 0.0))
-    unordered = cli("-j", "4", "--", sys.executable, "-c",
-                    "import sys, time; time.sleep(float(sys.argv[1])); print(sys.argv[1])",
-                    input=lines)
-    assert unordered.stdout.split() == ["0.0", "0.1", "0.2", "0.3"]  # completion order
+def test_keep_order_and_tag(tmp_path: Path) -> None:
+    """Jobs finish in the order the test releases them (each waits on its
+    fifo): -k prints in input order, without -k in completion order."""
+    for i in range(4):
+        os.mkfifo(tmp_path / f"f{i}")
+    template = ["--shell", "--", f"cat {tmp_path}/f{{}} >/dev/null; echo done {{}}"]
+    for keep in (True, False):
+        args = ["-j", "4", "--tag", "-k"] if keep else ["-j", "4"]
+        runner = subprocess.Popen([*CLI, *args, *template], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+        try:
+            assert runner.stdin and runner.stdout
+            runner.stdin.write(b"3\n1\n2\n0\n")
+            runner.stdin.close()
+            runner.stdin = None
+            seen = b""
+            for i in range(4):
+                os.close(os.open(tmp_path / f"f{i}", os.O_WRONLY))  # job i may end
+                while not keep and f"done {i}\n".encode() not in seen:
+                    ready, _, _ = select.select([runner.stdout], [], [], 20)
+                    assert ready, seen
+                    seen += os.read(runner.stdout.fileno(), 4096)
+            out, err = runner.communicate(timeout=20)
+        finally:
+            if runner.returncode is None:
+                runner.kill()
+                runner.communicate()
+        assert runner.returncode == 0, err
+        if keep:
+            assert out == b"".join(f"{n}\tdone {n}\n".encode() for n in (3, 1, 2, 0))
+        else:
+            assert seen + out == b"done 0\ndone 1\ndone 2\ndone 3\n"
 
 
 def test_grouped_output_is_never_interleaved_but_line_buffer_is_whole_lines() -> None:
     writer = ("import sys, time\n"
               "for i in range(30):\n"
-              "    print(sys.argv[1] * 40, i, flush=True); time.sleep(0.005)\n")
+              "    print(sys.argv[1] * 40, i, flush=True); time.sleep(0.02)\n")
     grouped = cli("-j", "3", "--", sys.executable, "-c", writer, input="a\nb\nc\n")
     runs = [line[0] for line in grouped.stdout.splitlines()]
     assert len(runs) == 90
@@ -140,7 +162,7 @@ def test_results_dir_keeps_full_output(tmp_path: Path) -> None:
 
 @pytest.mark.deadline(60)
 def test_a_job_writing_200_mib_keeps_the_runner_small() -> None:
-    code = ("import sys; from pipereactor._cli import main; rc = main(sys.argv[1:]); "
+    code = ("import sys; from pipereactor.cli import main; rc = main(sys.argv[1:]); "
             "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0], "
             "file=sys.stderr); sys.exit(rc)")
     done = subprocess.run([sys.executable, "-c", code, "--max-output", "65536"],

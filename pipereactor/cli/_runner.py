@@ -1,0 +1,408 @@
+"""The run loop: input lines become jobs as slots free up, output goes out,
+signals and a vanished stdout stop the run, a status line shows progress.
+
+One ``selectors`` loop waits on the reactor's fd (``Reactor.fileno()``), the
+input fd (only while a job could use another line) and the stop-signal pipe,
+for at most ``Reactor.next_timeout()``; then one ``Reactor.step(0)``.  So the
+first job starts as soon as its line is complete, and input is read no
+further ahead than ``LOOKAHEAD`` jobs per slot.
+
+- **End of input** ends the run once the jobs it made are done (and, with
+  ``-k``, printed).
+- **A stop signal** (SIGINT, SIGTERM, SIGHUP) starts nothing more and stops
+  every job: SIGTERM to its process group, SIGKILL after ``--kill-grace``; a
+  second one SIGKILLs at once.  Exit status 128+N.
+- **EPIPE on stdout** (``| head``) stops the same way; exit status 141, as a
+  pipeline member killed by SIGPIPE.
+- **A failure under --halt-on-error** starts nothing more; running jobs
+  finish; queued ones are not run.
+- A line that cannot be a command, or a program that cannot be started,
+  fails that job only (127 "not found" and 126 as the shell reports them).
+
+What a finished job leaves behind is its :class:`~.report.Outcome` (then
+only counters) and its job log row: memory stays flat in the number of jobs.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import selectors
+import time
+from subprocess import DEVNULL
+from typing import Any
+
+from .. import FileSink, Job, JobState, Reactor
+from ._args import Options
+from ._console import Console, terminal_width
+from ._output import Budget, LineWriter, SpillBuffer, Tagger, TAIL_BYTES
+from ._report import JobLog, Outcome, Report, describe_signal
+from ._signals import StopSignals
+from ._source import Command, LineReader, make_command
+
+__all__ = ["Runner", "LOOKAHEAD", "STATUS_EVERY"]
+
+#: Jobs that may exist, per slot, beyond the running ones (queued in the
+#: reactor, or finished and waiting for their turn to print with -k).
+LOOKAHEAD = 2
+#: Seconds between two redraws of the status line.
+STATUS_EVERY = 0.1
+#: The exit status after EPIPE on stdout: 128 + SIGPIPE.
+EPIPE_STATUS = 141
+
+_INPUT, _REACTOR, _SIGNAL = "input", "reactor", "signal"
+
+
+class _Task:
+    """A job of ours, from its input line to its printing."""
+
+    __slots__ = ("cmd", "out", "err", "tagger", "stopped", "note", "outcome")
+
+    def __init__(self, cmd: Command, out: Any, err: Any, tagger: Tagger | None) -> None:
+        self.cmd = cmd
+        self.out = out
+        self.err = err
+        self.tagger = tagger  # for our notes, on the stderr stream
+        self.stopped = False  # we stopped it: a failure, whatever it exits with
+        self.note = b""  # our message about it, printed after its output
+        self.outcome: Outcome | None = None
+
+    def discard(self) -> None:
+        for sink in (self.out, self.err):
+            if isinstance(sink, (SpillBuffer, LineWriter)):
+                sink.discard()
+
+
+class Runner:
+    def __init__(self, opts: Options, console: Console, reader: LineReader) -> None:
+        self.opts = opts
+        self.console = console
+        self.reader = reader
+        self.report = Report(opts.tail)
+        self.budget = Budget()  # memory for all grouped output together
+        self.joblog: JobLog | None = None
+        self.active: dict[Job, _Task] = {}  # spawned, not yet done: O(-j)
+        self.held: dict[int, _Task | None] = {}  # -k: done, waiting for their turn
+        self.next_print = 1
+        self.seen = 0  # commands made from input lines so far
+        self.unretired = 0  # made, and not yet finished (-k: printed)
+        # --results opens a job's files when it is spawned: spawn only into a free slot.
+        self.window = opts.jobs if opts.results else (1 + LOOKAHEAD) * opts.jobs
+        self.halted = False  # start nothing more
+        self.stop_signal: int | None = None
+        self.epipe = False
+        self.input_done = False
+        self._killed = False
+
+    # -- making jobs ---------------------------------------------------------------
+
+    def _fill(self, reactor: Reactor) -> bool:
+        """Make jobs from the lines at hand while there is room; True when
+        another line is wanted and must be read first."""
+        o = self.opts
+        while not self.halted and not self.input_done and self.unretired < self.window:
+            raw = self.reader.line()
+            if raw is None:
+                if self.reader.eof:
+                    self.input_done = True
+                    break
+                if self.reader.always_ready:
+                    self.reader.fill()
+                    continue
+                return True
+            cmd = make_command(self.seen + 1, raw, o.template, o.shell)
+            if cmd is None:
+                continue
+            self.seen += 1
+            self.unretired += 1
+            self._spawn(reactor, cmd)
+        return False
+
+    def _sinks(self, cmd: Command) -> tuple[Any, Any, Tagger | None]:
+        o = self.opts
+        prefix = cmd.line.encode("utf-8", "surrogateescape") + b"\t" if o.tag else None
+        if o.results:
+            base = os.path.join(o.results, str(cmd.seq))
+            out = FileSink(base + ".stdout")
+            try:
+                err = FileSink(base + ".stderr")
+            except BaseException:
+                out.close()
+                raise
+            return out, err, Tagger(prefix)
+        if o.line_buffer:
+            return (LineWriter(self.console, 1, Tagger(prefix), self.budget),
+                    LineWriter(self.console, 2, Tagger(prefix), self.budget), Tagger(prefix))
+        return (SpillBuffer(o.max_output, budget=self.budget),
+                SpillBuffer(o.max_output, budget=self.budget), Tagger(prefix))
+
+    def _spawn(self, reactor: Reactor, cmd: Command) -> None:
+        o = self.opts
+        if cmd.error is not None:
+            task = _Task(cmd, None, None, Tagger(None))
+            self._not_a_job(task, f"cannot run line {cmd.seq}: {cmd.error}", -1)
+            return
+        try:
+            out, err, tagger = self._sinks(cmd)
+        except OSError as exc:
+            task = _Task(cmd, None, None, Tagger(None))
+            self._not_a_job(task, f"cannot open its --results files: {exc}", -1)
+            return
+        task = _Task(cmd, out, err, tagger)
+        try:
+            # Jobs read no input of ours (as with xargs): stdin may be the
+            # command list itself.
+            job = reactor.spawn(cmd.args, stdin=DEVNULL, stdout=out, stderr=err,
+                                timeout=o.timeout, kill_grace=o.kill_grace,
+                                on_exit=self._on_exit, shell=cmd.shell)
+        except (OSError, ValueError) as exc:  # the reactor closed the sinks
+            self._cannot_start(task, exc)
+            return
+        self.active[job] = task
+
+    def _cannot_start(self, task: _Task, exc: BaseException) -> None:
+        """As the shell reports an exec failure: 127 not found, 126 otherwise."""
+        prog = task.cmd.args[0] if isinstance(task.cmd.args, list) else "/bin/sh"
+        if isinstance(exc, FileNotFoundError):
+            self._not_a_job(task, f"{prog}: not found", 127)
+        elif isinstance(exc, OSError):
+            self._not_a_job(task, f"{prog}: {exc.strerror or exc}", 126)
+        else:
+            self._not_a_job(task, f"cannot start: {exc}", -1)
+
+    def _not_a_job(self, task: _Task, message: str, exitval: int) -> None:
+        """A job that failed without running: its message at its turn."""
+        task.note = f"pipereactor: {message}\n".encode("utf-8", "surrogateescape")
+        how = f"exit {exitval}: {message}" if exitval >= 0 else message
+        self._finished(task, Outcome(task.cmd.seq, task.cmd.text(), False, how,
+                                     started=time.time(), exitval=exitval))
+
+    # -- jobs ending -------------------------------------------------------------------
+
+    def _on_exit(self, job: Job) -> None:
+        task = self.active.pop(job)
+        cmd = task.cmd
+        if job.cancelled and job.started_at is None:
+            self.report.not_run += 1  # --halt-on-error or a stop came first
+            task.discard()
+            self._retire(cmd.seq, None)
+            return
+        if job.error is not None:
+            self._cannot_start(task, job.error)
+            return
+        rc = job.returncode
+        if rc is None:
+            how = "did not finish"
+        elif rc >= 0:
+            how = f"exit {rc}"
+        else:
+            how = f"killed by {describe_signal(-rc)}"
+        if job.timed_out:
+            how += ", timed out"
+        if task.stopped:
+            how += ", stopped by us"
+        ok = rc == 0 and not task.stopped
+        for name, sink in (("stdout", task.out), ("stderr", task.err)):
+            if isinstance(sink, SpillBuffer) and sink.error is not None:
+                ok = False
+                how += f", {name} lost: cannot write its spill file in $TMPDIR: {sink.error}"
+                task.note += (f"pipereactor: job {cmd.seq}: {sink.dropped} bytes of its {name} "
+                              f"lost: cannot write its spill file: {sink.error}\n").encode()
+        started = time.time() - (time.monotonic() - job.started_at) if job.started_at else None
+        usage = ""
+        if job.rusage is not None:
+            u = job.rusage
+            usage = f", cpu {u.user + u.system:.1f}s, {u.max_rss >> 20} MiB"
+        outcome = Outcome(
+            cmd.seq, cmd.text(), ok, how, started=started, runtime=job.duration or 0.0,
+            received=sum(getattr(s, "total", 0) for s in (task.out, task.err)),
+            exitval=rc if rc is not None and rc >= 0 else 0,
+            signal=-rc if rc is not None and rc < 0 else 0,
+            timed_out=job.timed_out, usage=usage,
+        )
+        self._finished(task, outcome)
+
+    def _finished(self, task: _Task, outcome: Outcome) -> None:
+        if not outcome.ok:
+            outcome.out_tail = _tail(task.out)
+            outcome.err_tail = _tail(task.err) + task.note
+        self.report.add(outcome)
+        if self.joblog is not None:
+            self.joblog.row(outcome)
+        if not outcome.ok and self.opts.halt_on_error:
+            self._halt()
+        if self.opts.keep_order and not self.opts.results:
+            self._retire(task.cmd.seq, task)
+        else:
+            self._print(task)
+            self._retire(task.cmd.seq, None)
+
+    def _retire(self, seq: int, task: _Task | None) -> None:
+        if not (self.opts.keep_order and not self.opts.results):
+            self.unretired -= 1
+            return
+        self.held[seq] = task
+        while self.next_print in self.held:
+            ready = self.held.pop(self.next_print)
+            self.next_print += 1
+            self.unretired -= 1
+            if ready is not None:
+                self._print(ready)
+
+    def _print(self, task: _Task) -> None:
+        """A job's output (grouped), then our notes about it; then drop it all."""
+        c = self.console
+        tagger = task.tagger or Tagger(None)
+        for fd, name, sink in ((1, "stdout", task.out), (2, "stderr", task.err)):
+            if not isinstance(sink, SpillBuffer):
+                continue
+            if sink.cap is not None and sink.dropped and sink.error is None:
+                c.write(2, Tagger(tagger.prefix)(
+                    f"[pipereactor: job {task.cmd.seq}: first {sink.dropped} bytes of its "
+                    f"{name} not kept (--max-output)]\n".encode()))
+            sink.emit(c, fd, Tagger(tagger.prefix))
+        if task.note:
+            c.write(2, Tagger(tagger.prefix)(task.note))
+        task.discard()
+
+    # -- stopping ---------------------------------------------------------------------
+
+    def _halt(self) -> None:
+        """Start nothing more; jobs not yet started are not run."""
+        self.halted = True
+        for job in list(self.active):
+            if job.state is JobState.PENDING:
+                job.cancel()
+
+    def _stop(self) -> None:
+        """Stop everything: the queued are not run, the running get SIGTERM
+        (SIGKILL after the grace); a second request SIGKILLs at once."""
+        self.halted = True
+        for job, task in list(self.active.items()):
+            if job.state is JobState.PENDING:
+                job.cancel()
+            elif not job.done:
+                task.stopped = True
+                if self._killed:
+                    job.kill()
+                else:
+                    job.cancel()
+        self._killed = True
+
+    def _check_stops(self, signals: StopSignals) -> None:
+        while signals.received:
+            sig = signals.received.pop(0)
+            if self.stop_signal is None:
+                self.stop_signal = sig
+            self._stop()
+        if self.console.stdout_gone and not self.epipe:
+            self.epipe = True
+            self._stop()
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run every job the input makes; return the exit status."""
+        o = self.opts
+        if o.line_buffer:
+            self.console.grow_stdout_pipe()
+        if o.joblog:
+            self.joblog = JobLog(o.joblog)
+        try:
+            with StopSignals() as signals, selectors.DefaultSelector() as sel:
+                self._loop(signals, sel)
+        finally:
+            for task in self.active.values():
+                task.discard()
+            for held in self.held.values():
+                if held is not None:
+                    held.discard()
+            self.console.done()
+            if self.joblog is not None:
+                self.joblog.close()
+        interrupted = self.stop_signal is not None or self.epipe
+        if self.console.progress or self.report.failed or interrupted:
+            # After EPIPE the reader has what it wanted: the total only.
+            details = not self.epipe
+            for line in self.report.lines(self.seen, interrupted, self.console.progress, details):
+                self.console.write(2, line)
+        if self.reader.error is not None:
+            # Treated as the end of input (EIO: the terminal went away), but said.
+            self.console.write(2, f"pipereactor: reading the input failed: {self.reader.error}\n"
+                               .encode("utf-8", "surrogateescape"))
+        if self.stop_signal is not None:
+            return 128 + self.stop_signal
+        if self.epipe:
+            err = self.console.stdout_error
+            return EPIPE_STATUS if err is None or err.errno == errno.EPIPE else 1
+        if self.reader.error is not None and not self.report.failed:
+            return 2
+        return min(self.report.failed, 100)
+
+    def _loop(self, signals: StopSignals, sel: selectors.BaseSelector) -> None:
+        with Reactor(max_parallel=self.opts.jobs) as reactor:
+            sel.register(reactor.fileno(), selectors.EVENT_READ, _REACTOR)
+            wake = signals.fileno()
+            if wake is not None:
+                sel.register(wake, selectors.EVENT_READ, _SIGNAL)
+            reading = False
+            next_status = 0.0
+            while True:
+                self._check_stops(signals)
+                want = self._fill(reactor)
+                if want != reading:
+                    if want:
+                        try:
+                            sel.register(self.reader.fd, selectors.EVENT_READ, _INPUT)
+                        except PermissionError:
+                            # epoll refuses files that never block (/dev/null).
+                            self.reader.always_ready = True
+                            continue
+                    else:
+                        sel.unregister(self.reader.fd)
+                    reading = want
+                if (self.input_done or self.halted) and not self.active:
+                    break
+                timeout = reactor.next_timeout()
+                if self.console.progress:
+                    wait = max(0.0, next_status - time.monotonic())
+                    timeout = wait if timeout is None else min(timeout, wait)
+                for key, _ in sel.select(timeout):
+                    if key.data is _INPUT:
+                        self.reader.fill()
+                    elif key.data is _SIGNAL:
+                        signals.drain()
+                reactor.step(0)
+                if self.console.progress and time.monotonic() >= next_status:
+                    self._status()
+                    next_status = time.monotonic() + STATUS_EVERY
+            if reading:
+                sel.unregister(self.reader.fd)
+
+    def _status(self) -> None:
+        running = [(j, t) for j, t in self.active.items()
+                   if j.state in (JobState.RUNNING, JobState.EXITED)]
+        r = self.report
+        text = f"[{r.done}/{self.seen}] running {len(running)}, failed {r.failed}"
+        if running:
+            job, task = min(running, key=lambda jt: jt[0].started_at or 0.0)
+            text += f", longest {(job.duration or 0.0):.0f}s: {_printable(task.cmd.text())}"
+        self.console.status(text, terminal_width())
+
+
+def _printable(text: str) -> str:
+    return "".join(ch if ch.isprintable() else "?" for ch in text)
+
+
+def _tail(sink: object) -> bytes:
+    if isinstance(sink, (SpillBuffer, LineWriter)):
+        return sink.tail()
+    if isinstance(sink, FileSink) and isinstance(sink.name, str):
+        try:
+            with open(sink.name, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - TAIL_BYTES))
+                return f.read()
+        except OSError:
+            return b""
+    return b""
