@@ -27,6 +27,17 @@ import pytest
 import pipereactor as pr
 from pipereactor import _childwatch
 
+# A shell that starts a command in the background without job control
+# (`cmd &` in a script, nohup) gives it SIGINT and SIGQUIT ignored, nohup
+# SIGHUP too, and an ignored signal stays ignored across exec: every child
+# the tests start would inherit it, and the tests that interrupt a child
+# (Ctrl-C, SIGHUP) would wait for an exit that never comes.  Handlers are
+# reset at exec, so restoring the defaults here gives children the defaults.
+for _sig, _default in ((signal.SIGINT, signal.default_int_handler),
+                       (signal.SIGQUIT, signal.SIG_DFL), (signal.SIGHUP, signal.SIG_DFL)):
+    if signal.getsignal(_sig) is signal.SIG_IGN:
+        signal.signal(_sig, _default)
+
 DEADLINE = 30
 
 
