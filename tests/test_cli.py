@@ -153,7 +153,7 @@ def test_halt_on_error_starts_nothing_more_and_exit_status_is_capped() -> None:
 
 def test_results_dir_keeps_full_output(tmp_path: Path) -> None:
     big = 3 << 20
-    done = cli("--results", str(tmp_path / "r"), "--max-output", "1000",
+    done = cli("--results", str(tmp_path / "r"),
                input=f"head -c {big} /dev/zero; echo e >&2\n")
     assert done.returncode == 0 and done.stdout == ""
     assert (tmp_path / "r" / "1.stdout").stat().st_size == big
@@ -251,6 +251,7 @@ def test_bad_options_are_clear_errors() -> None:
         (["--timeout", "-1"], "--timeout must be > 0, not -1.0"),
         (["-k", "--line-buffer"], "-k/--keep-order works with grouped output only"),
         (["--shell"], "--shell needs a template after --"),
+        (["--line-buffer", "--max-output", "1M"], "--max-output caps grouped output only"),
     ):
         done = cli(*args)
         assert done.returncode == 2 and message in done.stderr

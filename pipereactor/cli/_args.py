@@ -113,6 +113,8 @@ def parse(argv: list[str] | None) -> Options:
         parser.error(f"--tail must be >= 0, not {a.tail}")
     if a.line_buffer and a.keep_order:
         parser.error("-k/--keep-order works with grouped output only, not with --line-buffer")
+    if a.max_output is not None and (a.line_buffer or a.results):
+        parser.error("--max-output caps grouped output only, not --line-buffer or --results")
     if a.shell and not template:
         parser.error("--shell needs a template after --")
     if template and template[0] == "":
