@@ -67,6 +67,11 @@ class Deadlines:
             heapq.heappop(heap)  # stale: drop it rather than wake up for it
         return heap[0][0] if heap else None
 
+    def due(self, now: float) -> bool:
+        """Whether a deadline (maybe a stale one) has come."""
+        heap = self._heap
+        return bool(heap) and heap[0][0] <= now
+
     def pop_due(self, now: float) -> Iterator[tuple[Due, Job]]:
         """Take the deadlines that have come, in order; stale ones are skipped."""
         heap = self._heap

@@ -281,13 +281,15 @@ class Lifecycle:
 
     def on_time(self, now: float) -> None:
         """Run the poll tick if it has come, and fire the deadlines that have."""
-        polled = self.exits.poll_due(now)
-        if polled:
-            for job in polled:
-                self.check_exit(job)
-            self.exits.after_poll(now, polled)
-        for kind, job in self.deadlines.pop_due(now):
-            self.fire(kind, job)
+        if self.exits.polled:
+            polled = self.exits.poll_due(now)
+            if polled:
+                for job in polled:
+                    self.check_exit(job)
+                self.exits.after_poll(now, polled)
+        if self.deadlines.due(now):
+            for kind, job in self.deadlines.pop_due(now):
+                self.fire(kind, job)
 
     def reap(self, job: Job) -> bool:
         """RUNNING -> EXITED, if the child has exited (reaping it).  No user code."""

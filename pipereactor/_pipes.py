@@ -270,6 +270,10 @@ class Ready(enum.Enum):
     END = "end"  #: EOF, EPIPE, or the input is over: close the pipe end
 
 
+# The answers as plain module globals: an Enum member lookup costs more than
+# the comparison itself, and these run once per chunk.
+_MORE, _IDLE, _END = Ready.MORE, Ready.IDLE, Ready.END
+
 #: Writes to one stdin pipe per readiness event, at most: a child that reads
 #: as fast as we write never fills the pipe, and other pipes need their turn.
 _WRITES_PER_EVENT: Final = 64
@@ -306,22 +310,22 @@ class Reader:
         """The pipe is readable: move what it holds to the sink (which may raise)."""
         fd = self.fd.fd
         if fd < 0:
-            return Ready.MORE  # closed earlier in this same turn
+            return _MORE  # closed earlier in this same turn
         if self.splice_to >= 0:
             return self._splice(fd)
         try:
             data = os.read(fd, self.size)
         except BlockingIOError:
-            return Ready.MORE
+            return _MORE
         n = len(data)
         if not n:
-            return Ready.END
+            return _END
         if n == self.size:
             self._full()
         elif n < CHUNK:
             self.size = CHUNK  # trickling again
         self.sink.write(data)
-        return Ready.MORE
+        return _MORE
 
     def _full(self) -> None:
         """A read found the pipe full: the child outpaces us.  A bigger pipe
@@ -337,16 +341,16 @@ class Reader:
         try:
             n = os.splice(fd, self.splice_to, self.capacity, flags=_SPLICE_FLAGS)
         except BlockingIOError:
-            return Ready.MORE
+            return _MORE
         except OSError:
             self.splice_to = -1  # this target refuses splice: read from now on
-            return Ready.MORE  # the pipe is still readable: the next turn reads it
+            return _MORE  # the pipe is still readable: the next turn reads it
         if not n:
-            return Ready.END
+            return _END
         count(self.sink, n)
         if n == self.capacity and not self.grown:
             self._full()
-        return Ready.MORE
+        return _MORE
 
     def drain(self, chunks: int) -> None:
         """Deliver what the pipe holds now, at most ``chunks`` reads of it."""
@@ -375,21 +379,21 @@ class Writer:
         """The pipe has room: write what the feed gives, without blocking."""
         fd = self.fd.fd
         if fd < 0:
-            return Ready.MORE
+            return _MORE
         for _ in range(_WRITES_PER_EVENT):
             if not self.view:
                 data = self.feed.pull()
                 if data is None:
-                    return Ready.END
+                    return _END
                 if not data:
-                    return Ready.IDLE
+                    return _IDLE
                 self.view = memoryview(data)
             try:
                 n = os.write(fd, self.view)
             except BlockingIOError:
                 n = 0
             except BrokenPipeError:
-                return Ready.END  # the child stopped reading: drop the rest
+                return _END  # the child stopped reading: drop the rest
             if self._sent is not None:
                 self._sent(n)
             self.view = self.view[n:]
@@ -397,8 +401,8 @@ class Writer:
                 if not self.grown:  # the pipe is full: make it bigger, once
                     self.grown = True
                     self.fd.grow()
-                return Ready.MORE
-        return Ready.MORE
+                return _MORE
+        return _MORE
 
     def rest(self) -> bytes | memoryview | None:
         """What is left of the input, taken from the feed (for a retry)."""

@@ -4,13 +4,11 @@ The path of a byte: a child writes to its pipe; a turn wakes from
 ``select()`` and tells the pipe's ``Reader`` (``_pipes``) that its fd is
 ready; the reader reads a chunk and hands it to the sink (``_sinks``).  At
 EOF the lifecycle closes the reader and the sink; once the child has exited
-and every reader is closed, the job is done (``_lifecycle``).  stdin goes the
-other way through a ``Writer``.
+and every reader is closed, the job is done (``_lifecycle``).
 
-This module holds the loop and the public surface: ``spawn``, the drivers,
-the dispatch of ready fds, embedding, closing.  Any exception that escapes
-a turn (a sink or callback raising, KeyboardInterrupt) first kills and
-reaps every job (``_shutdown``), then propagates.
+Here: ``spawn``, the drivers, the dispatch of ready fds, embedding, closing.
+An exception escaping a turn (a sink or callback raising, Ctrl-C) first
+kills and reaps every job (``_shutdown``), then propagates.
 """
 
 from __future__ import annotations
@@ -41,6 +39,7 @@ from ._spawnargs import (
 
 __all__ = ["Reactor", "KILL_GRACE", "EOF_GRACE"]
 
+_END, _IDLE = Ready.END, Ready.IDLE  # once per chunk: a global, not an Enum lookup
 #: Defaults for ``spawn``: trio's escalation delay; a short wait for pipe EOF.
 KILL_GRACE: Final = 5.0
 EOF_GRACE: Final = 2.0
@@ -344,13 +343,13 @@ class Reactor:
             data = key.data
             kind = type(data)
             if kind is Reader:
-                if data.on_ready() is Ready.END:
+                if data.on_ready() is _END:
                     lc.end_stream(data)
             elif kind is Writer:
                 ready = data.on_ready()
-                if ready is Ready.END:
+                if ready is _END:
                     lc.end_input(data)
-                elif ready is Ready.IDLE:
+                elif ready is _IDLE:
                     lc.idle(data)
             elif kind is ExitWatch:
                 if data.job._exit_watch is data:
@@ -364,10 +363,14 @@ class Reactor:
             lc.admit()
 
     def _next_deadline(self) -> float | None:
-        candidates = (
-            self._lc.deadlines.next_when(), self._exits.next_poll(), self._admission.next_retry()
-        )
-        return min((w for w in candidates if w is not None), default=None)
+        when = self._lc.deadlines.next_when()
+        other = self._exits.next_poll()
+        if other is not None and (when is None or other < when):
+            when = other
+        other = self._admission.next_retry()
+        if other is not None and (when is None or other < when):
+            when = other
+        return when
 
     # -- shutting down -------------------------------------------------------------
 
