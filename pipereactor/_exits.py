@@ -122,6 +122,3 @@ class Exits:
         else:
             self._interval = min(self._interval * 2, _childwatch.POLL_MAX)
         self._poll_at = now + self._interval
-
-    def shared_fileno(self) -> int | None:
-        return self.watcher.fileno()
