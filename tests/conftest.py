@@ -250,6 +250,25 @@ def wait_gone(pid: int, timeout: float = 10.0) -> None:
         os.close(fd)
 
 
+def read_pty(primary: int, quiet: float, *, quiet_is_end: bool = False) -> bytes:
+    """What the other side of a pty writes until every writer has gone (EIO or
+    EOF).  ``quiet`` seconds without output end the read if ``quiet_is_end``,
+    else fail the test with what was seen."""
+    seen = b""
+    while True:
+        ready, _, _ = select.select([primary], [], [], quiet)
+        if not ready:
+            assert quiet_is_end, seen
+            return seen
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # EIO: the writers have gone
+            return seen
+        if not chunk:
+            return seen
+        seen += chunk
+
+
 def alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CHILDREN, wait_gone
+from conftest import CHILDREN, read_pty, wait_gone
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "PYTHONPATH": ROOT}
@@ -214,18 +214,7 @@ def test_status_line_on_a_terminal() -> None:
         runner.stdin.write(b"0.5\n0.5\n0.5\n")
         runner.stdin.close()
         runner.stdin = None
-        seen = b""
-        while True:
-            ready, _, _ = select.select([primary], [], [], 10)
-            if not ready:
-                break
-            try:
-                chunk = os.read(primary, 4096)
-            except OSError:  # EIO: the runner has gone
-                break
-            if not chunk:
-                break
-            seen += chunk
+        seen = read_pty(primary, 10, quiet_is_end=True)
         runner.wait(timeout=10)
         assert runner.stdout is not None
         runner.stdout.close()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CHILDREN, wait_gone
+from conftest import CHILDREN, read_pty, wait_gone
 from test_cli import CLI, ENV, _pids_written, cli
 
 sys.path.insert(0, CHILDREN)
@@ -439,17 +439,7 @@ def test_status_line_on_a_pty_is_never_glued_to_job_output(tmp_path: Path) -> No
         runner.stdin.write(b"A\nB\nC\n")
         runner.stdin.close()
         runner.stdin = None
-        seen = b""
-        while True:
-            ready, _, _ = select.select([primary], [], [], 20)
-            assert ready, seen
-            try:
-                chunk = os.read(primary, 65536)
-            except OSError:  # EIO: the runner has gone
-                break
-            if not chunk:
-                break
-            seen += chunk
+        seen = read_pty(primary, 20)
         runner.wait(timeout=10)
     finally:
         os.close(primary)
