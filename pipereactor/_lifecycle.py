@@ -30,12 +30,14 @@ from typing import Any, Final
 
 from . import _childwatch, _fdlimit
 from ._admission import Admission
+from ._cgroup import Containment, Tree
 from ._deadlines import Deadlines, Due
 from ._exits import Exits
 from ._feeds import StdinWriter
 from ._job import Job, JobCancelled, JobState, Rusage, Stop
 from ._pipes import Reader, Writer, make_job_pipes, write_position
 from ._sinks import Sink, count
+from ._spawnargs import resolved_argv
 
 __all__ = ["Lifecycle", "call_quietly"]
 
@@ -47,6 +49,10 @@ _WATCH_AFTER: Final = 0.05
 #: but no more than this many chunks: a grandchild may keep writing forever.
 _FINAL_DRAIN_CHUNKS: Final = 16
 
+#: After a contained job's tree was killed, how long its pipes may stay open
+#: (held by a process outside the tree, given the fd over a socket, say).
+_PIPES_AFTER_KILL: Final = 1.0
+
 
 class Lifecycle:
     """Moves jobs between states; owns the set of live jobs and their fds."""
@@ -57,7 +63,9 @@ class Lifecycle:
         exits: Exits,
         admission: Admission,
         completed: Callable[[Job], None],
+        contain: Containment | None = None,
     ) -> None:
+        self.contain = contain
         self.selector = selector
         self.exits = exits
         self.admission = admission
@@ -84,12 +92,19 @@ class Lifecycle:
         except BaseException:
             self.close_fds(job, retry=True)
             raise
+        args, kwargs, tree = job.args, launch.popen_kwargs, None
         try:
+            if self.contain is not None:
+                argv = resolved_argv(args, kwargs)
+                tree = self.contain.new_job()
+                args = tree.wrap(argv, kwargs.get("env"))
+                kwargs = {k: v for k, v in kwargs.items() if k not in ("shell", "executable")}
             popen = subprocess.Popen(
-                job.args, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2], bufsize=0,
-                **launch.popen_kwargs,
+                args, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2], bufsize=0, **kwargs
             )
         except BaseException:
+            if tree is not None:
+                tree.remove()
             self.close_fds(job, retry=True)
             raise
         finally:
@@ -97,6 +112,7 @@ class Lifecycle:
                 os.close(fd)
         try:
             job._popen = popen
+            job._cgroup = tree
             job.pid = popen.pid
             job.started_at = time.monotonic()
             job.state = JobState.RUNNING
@@ -161,6 +177,10 @@ class Lifecycle:
                 break  # EPERM (a setuid child), say: it is beyond our reach
             except BaseException:
                 continue  # an interrupt: kill (again) and wait again
+        tree, job._cgroup = job._cgroup, None
+        if tree is not None:
+            tree.signal(signal.SIGKILL)  # a grandchild forked already dies too
+            tree.remove()  # else close() tries again
         self.close_fds(job, retry=True)
         self.exits.unwatch(job)
         self.live.discard(job)
@@ -298,7 +318,7 @@ class Lifecycle:
         if job.state is not JobState.RUNNING:
             return False
         zombie = None
-        if job._stop is Stop.STOPPING and job._own_group and popen.returncode is None:
+        if job._stop is Stop.STOPPING and job._sweeps() and popen.returncode is None:
             zombie = _childwatch.exited_unreaped(popen.pid)
             if zombie is False:
                 return False  # alive: its exit will be reported, then we sweep
@@ -319,22 +339,32 @@ class Lifecycle:
         job.exited_at = time.monotonic()
         job.state = JobState.EXITED
         self.exits.unwatch(job)
-        if job._stop is Stop.STOPPING and job._own_group:
+        if job._stop is Stop.STOPPING and job._sweeps():
             # No waitid, or the child was reaped elsewhere (ECHILD): sweep
             # just after the reap instead (see above).
             sweep(job)
         if job._writer is not None:
             self.end_input(job._writer)
-        if job._readers and job.eof_grace is not None:
+        tree = job._cgroup
+        if tree is not None and tree.populated():
+            # What the child left in its cgroup gets eof_grace, as held pipes do.
+            self.schedule(job.exited_at + tree.next_tick(), Due.TREE, job)
+        elif not job._readers:
+            return True
+        if job.eof_grace is not None:
             self.schedule(job.exited_at + job.eof_grace, Due.EOF, job)
         return True
 
     def maybe_finish(self, job: Job) -> None:
+        """Finish an exited job whose pipes are closed and whose cgroup, if
+        it has one, is empty: a contained job is done when its tree is."""
         if job.state is JobState.EXITED and not job._readers:
-            self.finish(job)
+            if job._cgroup is None or not job._cgroup.populated():
+                self.finish(job)
 
     def finish(self, job: Job) -> None:
         """-> DONE: the state is final before any user code runs."""
+        self.release_tree(job)
         job.state = JobState.DONE
         self.live.discard(job)
         errors = call_quietly(self.admission.job_done, len(self.live))
@@ -369,6 +399,18 @@ class Lifecycle:
         if job.on_exit is not None:
             errors.extend(call_quietly(job.on_exit, job))
         return errors
+
+    def release_tree(self, job: Job) -> None:
+        """A contained job's usage from its cgroup, then the cgroup removed
+        (left to ``close()`` if processes are still in it).  No user code."""
+        tree, job._cgroup = job._cgroup, None
+        if tree is None:
+            return
+        user, system, peak = tree.usage()
+        if peak is None:
+            peak = job.rusage.max_rss if job.rusage is not None else 0
+        job.rusage = Rusage(user, system, peak)
+        tree.remove()
 
     def abandon(self, job: Job) -> None:
         """A job whose ``spawn()`` raised: it never existed for the caller,
@@ -423,11 +465,35 @@ class Lifecycle:
         elif kind is Due.KILL:
             job._signal_group(signal.SIGKILL)
             if job.state is JobState.EXITED:
-                # Whoever still holds the pipes escaped the group (setsid):
-                # a stopped job does not wait for them, eof_grace or not.
-                self.give_up_eof(job)
+                if job._cgroup is not None:
+                    self._tree_killed(job)
+                else:
+                    # Whoever still holds the pipes escaped the group (setsid):
+                    # a stopped job does not wait for them, eof_grace or not.
+                    self.give_up_eof(job)
+        elif kind is Due.TREE:
+            tree = job._cgroup
+            if tree is None or not tree.populated():
+                self.maybe_finish(job)
+            else:
+                self.schedule(time.monotonic() + tree.next_tick(), Due.TREE, job)
         else:
-            self.give_up_eof(job)
+            tree = job._cgroup
+            if tree is None or tree.state is not Tree.LIVE or not tree.populated():
+                self.give_up_eof(job)
+            elif job._stop is Stop.NO:  # a stopped job's tree has its kill_grace
+                tree.signal(signal.SIGKILL)  # eof_grace is over for what outlived the child
+                self._tree_killed(job)
+
+    def _tree_killed(self, job: Job) -> None:
+        """After ``cgroup.kill`` on an exited job: the pipes end as their
+        holders die; a holder outside the tree gets ``_PIPES_AFTER_KILL``."""
+        tree = job._cgroup
+        assert tree is not None
+        now = time.monotonic()
+        self.schedule(now + tree.next_tick(), Due.TREE, job)
+        if job._readers:
+            self.schedule(now + _PIPES_AFTER_KILL, Due.EOF, job)
 
     def give_up_eof(self, job: Job) -> None:
         """eof_grace expired: deliver what the pipes hold now, then close them."""

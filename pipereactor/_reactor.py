@@ -21,10 +21,11 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from . import _childwatch, _fdlimit, _jobserver
 from ._admission import JOBSERVER, Admission
+from ._cgroup import open_containment
 from ._completions import Completions
 from ._exits import SHARED, ExitWatch, Exits
 from ._feeds import StdinSource
@@ -66,6 +67,15 @@ class Reactor:
             happened.  ``max_parallel`` still applies too.  Without a jobserver
             in ``MAKEFLAGS`` this does nothing; with one make did not pass on
             (a recipe not marked ``+``), a RuntimeWarning, and one job at a time.
+        contain: run each job in a cgroup v2 of its own (Linux), so that a
+            job is its whole process tree, however its processes detach: a
+            stop SIGTERMs every process in it, then ``cgroup.kill`` after
+            ``kill_grace``; a job is done only once its cgroup is empty (what
+            outlives the child gets ``eof_grace``, then ``cgroup.kill``);
+            ``rusage`` counts the whole tree.  True: RuntimeError here, naming
+            what is missing, if that cannot be had; "auto": process groups
+            then (``job.contained`` says which); False (default): process
+            groups.  ``executable=`` other than ``args[0]`` is refused then.
 
     When a spawn finds no free fd (EMFILE, ENFILE) while other jobs run, the
     job waits in the queue and starts when one of them is done; only with
@@ -89,18 +99,29 @@ class Reactor:
         selector: type[selectors.BaseSelector] | None = None,
         raise_fd_limit: bool = False,
         jobserver: bool = False,
+        contain: bool | Literal["auto"] = False,
     ) -> None:
         self._closed = True  # until construction succeeds; read by __del__
-        selector = check_reactor_args(max_parallel, watcher, selector, raise_fd_limit, jobserver)
-        if raise_fd_limit:
-            _fdlimit.raise_soft_limit()
-        self._selector = selector()
-        self._exits = Exits(_childwatch.make_watcher(watcher), self._selector)
-        self._completions = Completions()
-        self._admission = Admission(
-            max_parallel, _jobserver.from_makeflags() if jobserver else None, self._selector
+        selector = check_reactor_args(
+            max_parallel, watcher, selector, raise_fd_limit, jobserver, contain
         )
-        self._lc = Lifecycle(self._selector, self._exits, self._admission, self._completions.record)
+        containment = open_containment(contain)
+        try:
+            if raise_fd_limit:
+                _fdlimit.raise_soft_limit()
+            self._selector = selector()
+            self._exits = Exits(_childwatch.make_watcher(watcher), self._selector)
+            self._completions = Completions()
+            self._admission = Admission(
+                max_parallel, _jobserver.from_makeflags() if jobserver else None, self._selector
+            )
+        except BaseException:
+            if containment is not None:
+                containment.close()
+            raise
+        self._lc = Lifecycle(
+            self._selector, self._exits, self._admission, self._completions.record, containment
+        )
         self._in_turn = False
         self._stopping_all = False  # inside kill_all: spawn() is refused
         self._pid = os.getpid()
@@ -185,6 +206,7 @@ class Reactor:
             on_exit,
         )
         admission, lc = self._admission, self._lc
+        job.contained = lc.contain is not None
         admission.begin_round()
         try:
             if admission.pending or not admission.has_slot(len(lc.live)):

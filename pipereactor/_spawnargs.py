@@ -6,13 +6,14 @@ spawn() call that made it, not later inside the loop.
 
 from __future__ import annotations
 
+import errno
 import inspect
 import io
-import selectors
-import sys
 import math
 import os
+import selectors
 import subprocess
+import sys
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
@@ -136,6 +137,7 @@ def check_reactor_args(
     selector: object,
     raise_fd_limit: object,
     jobserver: object,
+    contain: object = False,
 ) -> type[selectors.BaseSelector]:
     """Refuse bad ``Reactor(...)`` arguments early, naming them; return the
     selector class to use."""
@@ -162,4 +164,41 @@ def check_reactor_args(
         raise TypeError(f"raise_fd_limit must be a bool, not {type(raise_fd_limit).__name__}")
     if not isinstance(jobserver, bool):
         raise TypeError(f"jobserver must be a bool, not {type(jobserver).__name__}")
+    if not (isinstance(contain, bool) or contain == "auto"):
+        raise ValueError(f"contain must be True, False or 'auto', not {contain!r}")
     return selector
+
+
+def resolved_argv(args: Any, popen_kwargs: dict[str, Any]) -> list[Any]:
+    """The argv Popen would execute for ``args``, with the program's path
+    resolved as Popen's exec would (``PATH`` of ``env``, relative to ``cwd``).
+
+    For starting a child through a trampoline (see ``_cgroup``), which must
+    exec a path.  Raises what Popen raises for a missing or non-executable
+    program (FileNotFoundError, PermissionError), and ValueError for an
+    ``executable`` other than the program (no portable shell can set argv[0]).
+    """
+    argv = [args] if isinstance(args, (str, bytes, os.PathLike)) else list(args)
+    executable = popen_kwargs.get("executable")
+    if popen_kwargs.get("shell"):
+        argv = [executable or "/bin/sh", "-c", *argv]
+    elif executable is not None and os.fsencode(executable) != os.fsencode(argv[0]):
+        raise ValueError("executable= other than args[0] cannot be used with containment")
+    program = os.fsdecode(argv[0])
+    cwd = popen_kwargs.get("cwd")
+    base = os.fsdecode(cwd) if cwd is not None else ""
+    if os.path.dirname(program):
+        candidates = [program]
+    else:
+        env = popen_kwargs.get("env")
+        candidates = [os.path.join(os.fsdecode(d), program) for d in os.get_exec_path(env)]
+    denied = None
+    for candidate in candidates:
+        full = os.path.join(base, candidate)
+        if os.path.isfile(full) and os.access(full, os.X_OK):
+            return [candidate, *argv[1:]]
+        if os.path.exists(full):
+            denied = candidate
+    if denied is not None:
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), denied)
+    raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)

@@ -1,0 +1,352 @@
+"""Containment: each job in a cgroup v2 of its own, so that a job is its
+whole process tree however its processes detach (``setsid``, double fork).
+
+The layout, below the cgroup this process is in (found through
+``/proc/self/cgroup`` and ``/proc/self/mountinfo``)::
+
+    <our cgroup>/pipereactor.<pid>.<start time>.<n>/    one per Reactor
+        job.<k>/                                         one per started job
+
+The kernel does the rest: a cgroup holds every descendant of a process put
+in it, ``cgroup.kill`` SIGKILLs them all at once (forks in flight included),
+``cgroup.events`` says when none is left, and ``cpu.stat`` counts the CPU of
+all of them, waited for or not.
+
+How a child gets into its cgroup before it runs: ``wrap()`` starts
+``/bin/sh`` in place of the program, with a three-line script that writes
+its own pid into the job's ``cgroup.procs`` and only then ``exec``\\ s the
+program (same pid, same fds, environment, directory and signal state).  The
+program's first instruction, and hence any fork of its, runs inside the
+cgroup; if the write fails the program is never run (exit status 125).
+Why not the alternatives: a ``preexec_fn`` makes subprocess fork instead of
+vfork (about 3x the cost per spawn here) and is unsafe with other threads;
+moving this process into the job's cgroup around the spawn moves all its
+threads for that window (a fork by another thread would land in the job,
+and be killed with it), and a reactor that ever sat in a cgroup it may
+``cgroup.kill`` could kill itself.  The shell costs one more exec in the
+child, none in the parent: the parent waits (vfork) only for the shell's exec.
+
+A reactor that was SIGKILLed leaves its cgroups behind; the next one to
+start removes those that are empty, recognising them by name and by their
+owner being gone (its pid no longer runs, or runs with another start time).
+Nothing not named ours is ever touched.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import itertools
+import os
+import re
+import signal
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any, Final
+
+__all__ = ["Unavailable", "Containment", "JobCgroup", "Tree", "open_containment"]
+
+_STALE: Final = re.compile(r"pipereactor\.(\d+)\.(\d+)\.\d+")
+#: Exit status of the shell when the child could not join its cgroup.
+JOIN_FAILED: Final = 125
+# $1: the job's cgroup.procs; $2: the caller's PWD ("=value"), or "-" when it
+# had none (dash sets PWD when it starts); then the program and its arguments.
+_SCRIPT: Final = (
+    'echo 0 >"$1" || exit 125\n'
+    'case $2 in -) unset PWD ;; *) PWD=${2#=}; export PWD ;; esac\n'
+    'shift 2; exec "$@"'
+)
+_SHELL: Final = "/bin/sh"
+#: The poll tick for an exited job's non-empty cgroup: from 2 ms to 100 ms.
+_TICK_MIN: Final = 0.002
+_TICK_MAX: Final = 0.1
+#: How long close() waits for killed jobs' cgroups to empty.
+_CLOSE_WAIT: Final = 1.0
+
+
+class Unavailable(Exception):
+    """Containment cannot be had here; the message says what is missing."""
+
+
+class Tree(enum.Enum):
+    """What is known of a job's cgroup."""
+
+    LIVE = "live"  #: may hold processes
+    KILLED = "killed"  #: cgroup.kill was written; its processes are dying
+    EMPTY = "empty"  #: no process left (and none can join: only we put one in)
+    REMOVED = "removed"  #: rmdir'ed
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="ascii", errors="replace") as f:
+        return f.read()
+
+
+def _write(path: str, data: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, data.encode())
+    finally:
+        os.close(fd)
+
+
+def _unescape(field: str) -> str:
+    """mountinfo escapes space, tab, newline and backslash as \\ooo."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def own_cgroup() -> str:
+    """The directory of this process's cgroup v2, or Unavailable saying why."""
+    if not sys.platform.startswith("linux"):
+        raise Unavailable(f"cgroups are Linux only (this is {sys.platform})")
+    try:
+        lines = _read("/proc/self/cgroup").splitlines()
+    except OSError as exc:
+        raise Unavailable(f"cannot read /proc/self/cgroup: {exc.strerror}") from None
+    rel = next((line[3:] for line in lines if line.startswith("0::")), None)
+    if rel is None:
+        raise Unavailable("this process is in no cgroup v2 hierarchy (/proc/self/cgroup)")
+    try:
+        mounts = _read("/proc/self/mountinfo").splitlines()
+    except OSError as exc:
+        raise Unavailable(f"cannot read /proc/self/mountinfo: {exc.strerror}") from None
+    for line in mounts:
+        left, _, right = line.partition(" - ")
+        if right.split(" ", 1)[0] != "cgroup2":
+            continue
+        fields = left.split(" ")
+        root, point = _unescape(fields[3]), _unescape(fields[4])
+        # A mount shows the hierarchy from its root (a cgroup namespace's,
+        # or a bind mount's): our path must lie below it.
+        if rel == root or rel.startswith(root.rstrip("/") + "/"):
+            return os.path.join(point, rel[len(root):].lstrip("/")).rstrip("/") or "/"
+    raise Unavailable("no cgroup2 file system is mounted where this process's cgroup is")
+
+
+def _start_time(pid: int | str) -> str | None:
+    """A process's start time (clock ticks after boot), or None if it is gone."""
+    try:
+        stat = _read(f"/proc/{pid}/stat")
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def remove_stale(parent: str) -> None:
+    """Remove the empty cgroups of reactors that died without closing."""
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for name in names:
+        m = _STALE.fullmatch(name)
+        if m is None or _start_time(m.group(1)) == m.group(2):
+            continue  # not ours, or its reactor's process still runs
+        path = os.path.join(parent, name)
+        try:
+            for job in os.listdir(path):
+                if job.startswith("job."):
+                    _rmdir_quietly(os.path.join(path, job))
+        except OSError:
+            pass
+        _rmdir_quietly(path)
+
+
+def _rmdir_quietly(path: str) -> bool:
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False  # EBUSY: processes left in it; not ours to kill
+    return True
+
+
+class JobCgroup:
+    """One job's cgroup: join it (``wrap``), signal it, watch it empty."""
+
+    __slots__ = ("path", "state", "_tick")
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.state = Tree.LIVE
+        self._tick = _TICK_MIN
+
+    def next_tick(self) -> float:
+        """How long until the next look at ``cgroup.events`` (which cannot be
+        waited on through a selector): short at first, as most trees empty
+        at once, then backing off to ``_TICK_MAX``."""
+        tick = self._tick
+        self._tick = min(tick * 2, _TICK_MAX)
+        return tick
+
+    def wrap(self, argv: list[Any], env: Mapping[Any, Any] | None) -> list[Any]:
+        """The argv that runs ``argv`` in this cgroup (see the module's doc).
+
+        ``argv[0]`` must already be the path of the program to run.
+        """
+        pwd: Any = None
+        for key, value in (os.environ if env is None else env).items():
+            if os.fsencode(key) == b"PWD":
+                pwd = value
+        mark = "-" if pwd is None else "=" + os.fsdecode(pwd)
+        return [_SHELL, "-c", _SCRIPT, "pipereactor", self.path + "/cgroup.procs", mark, *argv]
+
+    def populated(self) -> bool:
+        """Whether any process is left in the cgroup (its ``cgroup.events``)."""
+        if self.state is Tree.EMPTY or self.state is Tree.REMOVED:
+            return False
+        try:
+            events = _read(self.path + "/cgroup.events")
+        except FileNotFoundError:
+            self.state = Tree.REMOVED
+            return False
+        if "populated 0" in events:
+            self.state = Tree.EMPTY
+            return False
+        return True
+
+    def signal(self, sig: int) -> None:
+        """SIGKILL: ``cgroup.kill`` (every process, forks in flight too).
+        Another signal: each process listed in ``cgroup.procs``, until a
+        reading finds none not yet signalled (a fork between two readings is
+        caught by the next one)."""
+        if not self.populated():
+            return
+        if sig == signal.SIGKILL:
+            try:
+                _write(self.path + "/cgroup.kill", "1")
+                self.state = Tree.KILLED
+            except OSError:
+                pass
+            return
+        sent: set[int] = set()
+        for _ in range(100):  # a fork bomb outruns us: SIGKILL follows anyway
+            new = self._members() - sent
+            if not new:
+                return
+            # Through pidfds, checked against a second reading: a pid that
+            # left (and was reused) between the reading and the kill is
+            # never signalled.
+            fds: dict[int, int] = {}
+            try:
+                for pid in new:
+                    try:
+                        fds[pid] = os.pidfd_open(pid)
+                    except OSError:
+                        pass  # gone already
+                still = self._members()
+                for pid, fd in fds.items():
+                    if pid in still:
+                        try:
+                            signal.pidfd_send_signal(fd, sig)
+                        except OSError:
+                            pass
+            finally:
+                for fd in fds.values():
+                    os.close(fd)
+            sent |= new
+
+    def _members(self) -> set[int]:
+        """The pids in the cgroup and in any cgroup below it."""
+        pids: set[int] = set()
+        for dirpath, _, _ in os.walk(self.path):
+            try:
+                pids.update(int(p) for p in _read(dirpath + "/cgroup.procs").split())
+            except (OSError, ValueError):
+                pass
+        return pids
+
+    def usage(self) -> tuple[float, float, int | None]:
+        """(user s, system s, peak memory bytes or None) of everything that
+        ran in the cgroup; the peak needs the memory controller."""
+        user = system = 0.0
+        try:
+            for line in _read(self.path + "/cpu.stat").splitlines():
+                key, _, value = line.partition(" ")
+                if key == "user_usec":
+                    user = int(value) / 1e6
+                elif key == "system_usec":
+                    system = int(value) / 1e6
+        except (OSError, ValueError):
+            pass
+        try:
+            peak: int | None = int(_read(self.path + "/memory.peak"))
+        except (OSError, ValueError):
+            peak = None
+        return user, system, peak
+
+    def remove(self) -> bool:
+        """rmdir, once empty; False if processes are still in it."""
+        if self.state is Tree.REMOVED:
+            return True
+        if _rmdir_quietly(self.path):
+            self.state = Tree.REMOVED
+            return True
+        return False
+
+
+class Containment:
+    """The reactor's cgroup, and the jobs' below it."""
+
+    _serial = itertools.count()
+
+    def __init__(self, parent: str) -> None:
+        self.parent = parent
+        self.path = os.path.join(
+            parent, f"pipereactor.{os.getpid()}.{_start_time('self')}.{next(self._serial)}"
+        )
+        self._jobs = itertools.count()
+        self.pid = os.getpid()
+        try:
+            os.mkdir(self.path)
+        except OSError as exc:
+            reason = "no permission to create cgroups" if exc.errno in (
+                errno.EACCES, errno.EPERM, errno.EROFS) else exc.strerror
+            raise Unavailable(f"cannot create a cgroup in {parent}: {reason}") from None
+        if not os.path.exists(self.path + "/cgroup.kill"):
+            _rmdir_quietly(self.path)
+            raise Unavailable("this kernel has no cgroup.kill (Linux 5.14 or later needed)")
+
+    def new_job(self) -> JobCgroup:
+        path = os.path.join(self.path, f"job.{next(self._jobs)}")
+        os.mkdir(path)
+        return JobCgroup(path)
+
+    def close(self) -> bool:
+        """Remove our cgroup (its jobs' must be gone already); False if it
+        could not be (processes left in it), or in a forked child."""
+        if os.getpid() != self.pid:
+            return False
+        try:
+            names = [n for n in os.listdir(self.path) if n.startswith("job.")]
+        except FileNotFoundError:
+            return True
+        except OSError:
+            names = []
+        # Jobs just killed (cgroup.kill) may take a moment to be gone.
+        deadline = time.monotonic() + _CLOSE_WAIT
+        for name in names:
+            job = JobCgroup(os.path.join(self.path, name))
+            while job.populated() and time.monotonic() < deadline:
+                time.sleep(0.001)
+            job.remove()
+        return _rmdir_quietly(self.path)
+
+
+def open_containment(contain: bool | str) -> Containment | None:
+    """``Reactor(contain=...)``: a Containment, or None (False, or "auto"
+    where it cannot be had); RuntimeError naming what is missing for True."""
+    if contain is False:
+        return None
+    try:
+        if not os.access(_SHELL, os.X_OK):
+            raise Unavailable(f"{_SHELL} is needed to start a child inside its cgroup")
+        parent = own_cgroup()
+        remove_stale(parent)
+        return Containment(parent)
+    except Unavailable as exc:
+        if contain == "auto":
+            return None
+        raise RuntimeError(f"contain=True, but containment is not available: {exc}") from None

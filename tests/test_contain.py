@@ -1,0 +1,247 @@
+"""Containment (Reactor(contain=...)): a job is its whole process tree.
+
+Each escaper below leaves the job's process group: ``setsid`` makes a new
+session, and a subshell that backgrounds a process and exits leaves a
+double-forked daemon (reparented away from the job's child).  Whatever way
+the job ends, none of them may survive it, and no cgroup may be left.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+import pipereactor as pr
+from pipereactor import _cgroup
+
+from conftest import alive, child, python, wait_gone
+
+try:
+    _PARENT: str | None = _cgroup.own_cgroup()
+    _cgroup.Containment(_PARENT).close()
+except _cgroup.Unavailable:
+    _PARENT = None
+
+pytestmark = pytest.mark.skipif(_PARENT is None, reason="no cgroup v2 we may create cgroups in")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Prints the setsid'd sleeper's pid and the daemon's, then runs CHILD_END.
+ESCAPE = "setsid sleep 1000 & echo $!; ( sleep 1000 & echo $! ); "
+
+
+def _ours() -> set[str]:
+    """Names of the cgroups reactors of this process have made."""
+    assert _PARENT is not None
+    prefix = f"pipereactor.{os.getpid()}."
+    return {name for name in os.listdir(_PARENT) if name.startswith(prefix)}
+
+
+@pytest.fixture(autouse=True)
+def no_cgroup_left() -> Iterator[None]:
+    before = _ours()
+    yield
+    assert _ours() == before, "a reactor left its cgroup behind"
+
+
+def _pids(job: pr.Job) -> list[int]:
+    return [int(p) for p in job.stdout.getvalue().split()]
+
+
+def _escapers(reactor: pr.Reactor, end: str, **kwargs: object) -> tuple[pr.Job, list[int]]:
+    """A job whose child starts the two escapers, then runs ``end``; returns
+    it once both escapers' pids are known."""
+    job = reactor.spawn(["/bin/sh", "-c", ESCAPE + end], stdout=pr.PIPE, **kwargs)  # type: ignore[arg-type]
+    while len(_pids(job)) < 2:
+        reactor.step(5)
+    pids = _pids(job)
+    assert all(alive(pid) for pid in pids)
+    return job, pids
+
+
+@pytest.mark.deadline(30)
+def test_a_timeout_leaves_no_process_of_the_tree() -> None:
+    with pr.Reactor(contain=True) as reactor:
+        job, pids = _escapers(reactor, "exec sleep 1000", timeout=0.5, kill_grace=0.5)
+        job.wait(20)
+    assert job.contained and job.timed_out
+    assert job.returncode == -signal.SIGTERM
+    for pid in pids:
+        wait_gone(pid, timeout=5)
+
+
+@pytest.mark.deadline(30)
+def test_cancel_leaves_no_process_of_the_tree() -> None:
+    with pr.Reactor(contain=True) as reactor:
+        job, pids = _escapers(reactor, "exec sleep 1000", kill_grace=0.5)
+        job.cancel()
+        job.wait(20)
+    assert job.cancelled and not job.timed_out
+    for pid in pids:
+        wait_gone(pid, timeout=5)
+
+
+@pytest.mark.deadline(30)
+def test_a_normal_exit_ends_the_tree_after_eof_grace() -> None:
+    """The child exits 0 at once; what it left gets eof_grace, then cgroup.kill,
+    and the job is done only when the tree is gone."""
+    with pr.Reactor(contain=True) as reactor:
+        job, pids = _escapers(reactor, "exit 0", eof_grace=0.3)
+        job.wait(20)
+        assert not any(alive(pid) for pid in pids)  # done means the tree is gone
+    assert job.returncode == 0 and not job.timed_out and not job.cancelled
+    for pid in pids:
+        wait_gone(pid, timeout=5)
+
+
+@pytest.mark.deadline(30)
+def test_a_job_waits_for_its_tree_to_finish_within_eof_grace() -> None:
+    """A daemon that finishes by itself within eof_grace is waited for, not
+    killed: the job is done when it is."""
+    with pr.Reactor(contain=True) as reactor:
+        job = reactor.spawn(["/bin/sh", "-c", "(sleep 0.3; echo late > /dev/null) & exit 0"],
+                            eof_grace=20, stdout=pr.DEVNULL, stderr=pr.DEVNULL)
+        job.wait(20)
+        assert job.exited_at is not None
+        # The child exited at once; the job was done when the sleeper was.
+        assert time.monotonic() - job.exited_at < 15
+
+
+@pytest.mark.deadline(60)
+def test_sigint_to_a_real_parent_leaves_no_process_and_no_cgroup() -> None:
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    parent = subprocess.Popen(child("contained_parent.py", "3", "0.5"), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert parent.stdout is not None
+        cgroup = parent.stdout.readline().split()[1]
+        pids = [int(p) for p in parent.stdout.readline().split()[1:]]
+        assert len(pids) == 6 and parent.stdout.readline() == "ready\n"
+        assert os.path.isdir(cgroup)
+        parent.send_signal(signal.SIGINT)
+        out, err = parent.communicate(timeout=30)
+    finally:
+        if parent.returncode is None:
+            parent.kill()
+            parent.communicate()
+    assert (parent.returncode, out) == (130, "interrupted\n"), err
+    for pid in pids:
+        wait_gone(pid, timeout=5)
+    assert not os.path.exists(cgroup)
+
+
+@pytest.mark.deadline(60)
+def test_rusage_counts_a_grandchild_nobody_waited_for() -> None:
+    """The grandchild is detached and never waited for by the job's child:
+    wait4 cannot see its CPU; the cgroup's cpu.stat does."""
+    burn = "import time\nwhile time.process_time() < 0.3: pass\n"
+    script = f"{sys.executable} -c '{burn}' & exit 0"
+    with pr.Reactor(contain=True) as reactor:
+        job = reactor.spawn(["/bin/sh", "-c", script], eof_grace=None)
+    assert job.rusage is not None
+    assert job.rusage.user + job.rusage.system >= 0.3
+
+
+@pytest.mark.deadline(30)
+def test_terminate_and_kill_reach_every_process_in_the_cgroup() -> None:
+    with pr.Reactor(contain=True) as reactor:
+        job, pids = _escapers(reactor, "exec sleep 1000")
+        job.terminate()
+        for pid in pids:  # SIGTERM ends a sleep: each got it
+            wait_gone(pid, timeout=10)
+        job.wait(20)
+        assert job.returncode == -signal.SIGTERM
+        job2, pids2 = _escapers(reactor, "trap '' TERM; sleep 1000 & wait")
+        job2.kill()
+        job2.wait(20)
+    for pid in pids2:
+        wait_gone(pid, timeout=5)
+
+
+@pytest.mark.deadline(30)
+def test_the_program_sees_its_own_environment_and_errors() -> None:
+    """The trampoline that joins the cgroup is invisible: the same argv,
+    environment (dash's PWD undone) and errors as without containment."""
+    with pr.Reactor(contain=True) as reactor:
+        env_job = reactor.spawn(["env"], env={"A": "1", "PATH": os.environ["PATH"]},
+                                stdout=pr.PIPE)
+        argv_job = reactor.spawn(python("import sys; print(sys.argv[1:])") + ["a b", "-c"],
+                                 stdout=pr.PIPE)
+        shell_job = reactor.spawn("echo $0 $1", shell=True, stdout=pr.PIPE)
+        with pytest.raises(FileNotFoundError):
+            reactor.spawn(["no-such-program-anywhere"])
+        with pytest.raises(ValueError, match="executable"):
+            reactor.spawn(["sleep", "1"], executable="/bin/true")
+    assert env_job.stdout.getvalue() == b"A=1\nPATH=" + os.environb[b"PATH"] + b"\n"
+    assert argv_job.stdout.getvalue() == b"['a b', '-c']\n"
+    assert shell_job.stdout.getvalue() == b"/bin/sh\n"
+
+
+@pytest.mark.deadline(30)
+def test_auto_falls_back_to_process_groups_and_true_says_what_is_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def unavailable() -> str:
+        raise _cgroup.Unavailable("no cgroup2 file system is mounted (test)")
+
+    monkeypatch.setattr(_cgroup, "own_cgroup", unavailable)
+    with pytest.raises(RuntimeError, match=r"contain=True.*no cgroup2 .*\(test\)"):
+        pr.Reactor(contain=True)
+    with pr.Reactor(contain="auto") as reactor:
+        job = reactor.spawn(["true"])
+    assert job.returncode == 0 and not job.contained
+    with pytest.raises(ValueError, match="contain"):
+        pr.Reactor(contain="yes")
+
+
+@pytest.mark.deadline(60)
+def test_fallback_where_cgroups_are_read_only() -> None:
+    """A real unavailability: the cgroup2 mount read-only in a mount namespace."""
+    if os.geteuid() != 0 or not os.path.exists("/usr/bin/unshare"):
+        pytest.skip("needs root and unshare(1)")
+    assert _PARENT is not None
+    code = (
+        "import pipereactor as pr\n"
+        "try:\n    pr.Reactor(contain=True)\n"
+        "except RuntimeError as e:\n    print('refused:', e)\n"
+        "with pr.Reactor(contain='auto') as r:\n    j = r.spawn(['true'])\n"
+        "print('auto:', j.contained, j.returncode)\n"
+    )
+    script = (f"mount --make-rprivate / && mount -o remount,bind,ro '{_PARENT}' && "
+              f"exec {sys.executable} -c \"$0\"")
+    done = subprocess.run(["unshare", "-m", "/bin/sh", "-c", script, code],
+                          capture_output=True, text=True, timeout=30,
+                          env={**os.environ, "PYTHONPATH": ROOT})
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("refused: contain=True, but containment is not available: "
+                               "cannot create a cgroup in "), lines
+    assert "no permission" in lines[0] or "Read-only" in lines[0], lines
+    assert lines[1] == "auto: False 0"
+
+
+@pytest.mark.deadline(30)
+def test_the_cgroups_of_a_dead_reactor_are_removed_and_no_one_elses() -> None:
+    assert _PARENT is not None
+    # A reactor that was SIGKILLed: its process is gone.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = os.path.join(_PARENT, f"pipereactor.{dead.pid}.1.0")
+    foreign = os.path.join(_PARENT, "pipereactor-test-not-ours")
+    for path in (stale, stale + "/job.0", stale + "/job.1", foreign):
+        os.mkdir(path)
+    try:
+        with pr.Reactor(contain=True):
+            pass
+        assert not os.path.exists(stale)
+        assert os.path.isdir(foreign)
+    finally:
+        for path in (stale + "/job.0", stale + "/job.1", stale, foreign):
+            if os.path.exists(path):
+                os.rmdir(path)
