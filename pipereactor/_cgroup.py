@@ -186,10 +186,10 @@ class JobCgroup:
 
         ``argv[0]`` must already be the path of the program to run.
         """
-        pwd: Any = None
-        for key, value in (os.environ if env is None else env).items():
-            if os.fsencode(key) == b"PWD":
-                pwd = value
+        environ: Mapping[Any, Any] = os.environ if env is None else env
+        pwd = environ.get("PWD")
+        if pwd is None and environ is not os.environ:
+            pwd = environ.get(b"PWD")  # Popen takes bytes keys too
         mark = "-" if pwd is None else "=" + os.fsdecode(pwd)
         return [_SHELL, "-c", _SCRIPT, "pipereactor", self.path + "/cgroup.procs", mark, *argv]
 

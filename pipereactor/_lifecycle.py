@@ -6,16 +6,19 @@ The transitions, each in one method:
                  On failure the job is PENDING again with no fd open.
 ``reap``         RUNNING -> EXITED, once the child has exited (no user code).
 ``finish``       EXITED (or PENDING) -> DONE, once every output pipe is
-                 closed; then ``settle`` runs the user-facing end: sinks
-                 closed, ``on_exit`` called.  The state is final before any
-                 user code runs.
+                 closed and a contained job's cgroup is empty; then
+                 ``settle`` runs the user-facing end: sinks closed,
+                 ``on_exit`` called.  The state is final before any user
+                 code runs.
 ``stop``         a RUNNING or EXITED job gets SIGTERM now and SIGKILL after
                  ``kill_grace`` (``Stop.STOPPING``); once its child is a
                  zombie, what is left of its group is SIGKILLed (``SWEPT``).
+                 A contained job's tree gets the whole ``kill_grace``.
 
 Done means exited *and* drained (Twisted's processEnded, asyncio's
 ``_try_finish``): ``eof_grace`` bounds the wait for the drain when a
-grandchild holds a pipe open.
+grandchild holds a pipe open, and, for a contained job, the wait for what
+the child left in its cgroup (then ``cgroup.kill``).
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ from ._deadlines import Deadlines, Due
 from ._exits import Exits
 from ._feeds import StdinWriter
 from ._job import Job, JobCancelled, JobState, Rusage, Stop
-from ._pipes import Reader, Writer, make_job_pipes, write_position
+from ._jobfds import JobFds
+from ._pipes import Reader, make_job_pipes, write_position
 from ._sinks import Sink, count
 from ._spawnargs import resolved_argv
 
@@ -67,6 +71,7 @@ class Lifecycle:
     ) -> None:
         self.contain = contain
         self.selector = selector
+        self.fds = JobFds(selector)
         self.exits = exits
         self.admission = admission
         self.deadlines = Deadlines()
@@ -90,7 +95,7 @@ class Lifecycle:
                 launch.popen_kwargs.get("pipesize"), self._devnull,
             )
         except BaseException:
-            self.close_fds(job, retry=True)
+            self.fds.close(job, retry=True)
             raise
         args, kwargs, tree = job.args, launch.popen_kwargs, None
         try:
@@ -105,7 +110,7 @@ class Lifecycle:
         except BaseException:
             if tree is not None:
                 tree.remove()
-            self.close_fds(job, retry=True)
+            self.fds.close(job, retry=True)
             raise
         finally:
             for fd in child_ends:  # the child has its copies, or never will
@@ -142,13 +147,7 @@ class Lifecycle:
         gone), and need no watch at all.  A child that exits while a
         grandchild keeps its pipes open is noticed at most that much later.
         """
-        for reader in job._readers:
-            self.selector.register(reader.fd.fd, selectors.EVENT_READ, reader)
-        writer = job._writer
-        if writer is not None:
-            if isinstance(writer.feed, StdinWriter):
-                writer.feed._wake = lambda: self.want_write(writer)
-            self.want_write(writer)
+        self.fds.register(job)
         if job._readers:
             self.schedule(time.monotonic() + _WATCH_AFTER, Due.WATCH, job)
         else:
@@ -181,7 +180,7 @@ class Lifecycle:
         if tree is not None:
             tree.signal(signal.SIGKILL)  # a grandchild forked already dies too
             tree.remove()  # else close() tries again
-        self.close_fds(job, retry=True)
+        self.fds.close(job, retry=True)
         self.exits.unwatch(job)
         self.live.discard(job)
         job.state = JobState.PENDING
@@ -259,30 +258,6 @@ class Lifecycle:
             _close_sink(sink)
         self.maybe_finish(job)
 
-    def want_write(self, writer: Writer) -> None:
-        """Watch stdin for room again (new data, or close, from a StdinWriter)."""
-        if writer.fd.fd >= 0 and not writer.registered:
-            self.selector.register(writer.fd.fd, selectors.EVENT_WRITE, writer)
-            writer.registered = True
-
-    def idle(self, writer: Writer) -> None:
-        """The feed has nothing now.  A StdinWriter wakes us when it has; any
-        other feed is asked again on the next turn."""
-        if isinstance(writer.feed, StdinWriter):
-            self.selector.unregister(writer.fd.fd)
-            writer.registered = False
-
-    def end_input(self, writer: Writer) -> None:
-        if writer.registered:
-            self.selector.unregister(writer.fd.fd)
-            writer.registered = False
-        writer.fd.close()
-        writer.view = None
-        writer.job._writer = None
-        if isinstance(writer.feed, StdinWriter):
-            writer.feed._break()
-            writer.feed._wake = None  # it held the writer, hence the job
-
     # -- exits and finishing ---------------------------------------------------------
 
     def check_exit(self, job: Job) -> None:
@@ -344,7 +319,7 @@ class Lifecycle:
             # just after the reap instead (see above).
             sweep(job)
         if job._writer is not None:
-            self.end_input(job._writer)
+            self.fds.end_input(job._writer)
         tree = job._cgroup
         if tree is not None and tree.populated():
             # What the child left in its cgroup gets eof_grace, as held pipes do.
@@ -500,40 +475,6 @@ class Lifecycle:
         for reader in list(job._readers):
             reader.drain(_FINAL_DRAIN_CHUNKS)
             self.end_stream(reader)
-
-    # -- fds -----------------------------------------------------------------------------
-
-    def close_fds(self, job: Job, *, retry: bool = False) -> None:
-        """Close every pipe end of the job's, without calling user code.
-
-        Safe on a half-registered job.  With ``retry``, the job is going back
-        to the queue (its start failed): its input is kept for the next start.
-        """
-        if retry:
-            job._direct = []  # it never ran: nothing written to count
-        for reader in job._readers:
-            self.unregister_quietly(reader.fd.fd)
-            reader.fd.close()
-        job._readers.clear()
-        writer = job._writer
-        if writer is not None:
-            if retry:
-                self.unregister_quietly(writer.fd.fd)
-                writer.registered = False
-                writer.fd.close()
-                job._writer = None
-                if isinstance(writer.feed, StdinWriter):
-                    writer.feed._wake = None  # the next start sets its own
-            else:
-                self.end_input(writer)
-
-    def unregister_quietly(self, fd: int) -> None:
-        if fd >= 0:
-            try:
-                self.selector.unregister(fd)
-            except KeyError:
-                pass  # never registered: the start failed before it
-
 
 def sweep(job: Job) -> None:
     """SIGKILL what is left of a stopped job's group, once (see Job._signal_group)."""

@@ -75,7 +75,7 @@ def _begin_kill(lc: Lifecycle, job: Job, graceful: bool) -> None:
     if job._stop is Stop.NO:
         job._stop = Stop.STOPPING
         job.cancelled = True  # stopped by us, not by its timeout
-    lc.close_fds(job)
+    lc.fds.close(job)
     lc.ensure_watched(job)  # only exit watches wake _reap_within
     quick = not graceful or job.kill_grace <= 0
     job._signal_group(signal.SIGKILL if quick else signal.SIGTERM)
@@ -88,7 +88,7 @@ def _retire(lc: Lifecycle, job: Job) -> None:
         # Reaped by the fallback wait in _kill_and_reap after reap() failed.
         job.returncode = popen.returncode
         job.exited_at = time.monotonic()
-    lc.close_fds(job)
+    lc.fds.close(job)
     lc.exits.unwatch(job)
     lc.release_tree(job)
     job.state = JobState.DONE
@@ -139,7 +139,7 @@ def _reap_within(lc: Lifecycle, jobs: list[Job], graceful: bool) -> None:
     groups of those that had exited already to empty; SIGKILL each that is
     still there once its own kill_grace is over (at once if not ``graceful``)."""
     for job in jobs:
-        lc.close_fds(job)  # again, if an interrupt cut _begin_kill short
+        lc.fds.close(job)  # again, if an interrupt cut _begin_kill short
         lc.ensure_watched(job)
     now = time.monotonic()
     kill_at = {job: now + (job.kill_grace if graceful else 0.0) for job in jobs}

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 from ._feeds import BytesFeed, Feed, IterFeed, ReaderFeed, StdinWriter
+from ._job import Job, JobDriver
 from ._sinks import BytesSink, Sink, as_sink
 
 __all__ = ["check_args", "check_popen_kwargs", "check_seconds", "make_feed", "output_target"]
@@ -202,3 +203,38 @@ def resolved_argv(args: Any, popen_kwargs: dict[str, Any]) -> list[Any]:
     if denied is not None:
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), denied)
     raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+
+
+def make_job(
+    driver: JobDriver,
+    args: Any,
+    popen_kwargs: dict[str, Any],
+    stdin: object,
+    stdout: object,
+    stderr: object,
+    timeout: object,
+    kill_grace: object,
+    eof_grace: object,
+    on_exit: object,
+) -> Job:
+    """``spawn()``'s arguments checked (each error names its argument) and
+    made into a PENDING Job.  The child leads a new session unless the
+    caller chose its group (``start_new_session`` or ``process_group``)."""
+    check_args(args)
+    check_popen_kwargs(popen_kwargs)
+    if "process_group" not in popen_kwargs:
+        popen_kwargs.setdefault("start_new_session", True)
+    if on_exit is not None and not callable(on_exit):
+        raise TypeError(f"on_exit must be callable or None, not {type(on_exit).__name__}")
+    return Job(
+        driver,
+        args,
+        popen_kwargs,
+        make_feed(stdin),
+        output_target(stdout, "stdout", allow_stdout=False),
+        output_target(stderr, "stderr", allow_stdout=True),
+        check_seconds(timeout, "timeout", allow_none=True),
+        check_seconds(kill_grace, "kill_grace", allow_none=False) or 0.0,
+        check_seconds(eof_grace, "eof_grace", allow_none=True),
+        on_exit,
+    )
