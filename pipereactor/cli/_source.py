@@ -137,12 +137,12 @@ def plain_words(line: str) -> list[str] | None:
 
 
 def no_job(items: list[str], template: Template | None) -> bool:
-    """Whether these items make no job: blank, or (without a template) a
-    ``#`` comment.  (Blank items of a streamed source never get here.)"""
-    line = " ".join(items)
+    """Whether these items make no job: without a template, a blank command
+    line or a ``#`` comment.  (Blank items of a streamed source never get
+    here; with a template, ``:::`` arguments are jobs even when blank.)"""
     if template is not None:
-        return not items
-    stripped = line.strip()
+        return False
+    stripped = " ".join(items).strip()
     return not stripped or stripped.startswith("#")
 
 

@@ -129,9 +129,9 @@ class Records:
     combinations), or up to ``per_command`` of the one source.
 
     ``next()`` returns the next record, or None when the first source has
-    nothing more yet (``done`` tells whether it never will).  Blank items of
-    a streamed source are no job (as before sources existed); ``:::``
-    arguments always are.
+    nothing more yet; ``done`` then tells whether it never will.  Blank
+    items of a streamed source are no job (as before sources existed);
+    ``:::`` arguments always are.
     """
 
     def __init__(self, first: _Reader, rest: list[list[str]], per_command: int = 1,
@@ -140,29 +140,24 @@ class Records:
         self.rest = rest
         self.per_command = per_command
         self.skip_blank = skip_blank
-        self._pending: Iterator[list[str]] = iter(())
-        self._group: list[str] = []
+        self._combos: Iterator[list[str]] | None = None  # the current first item's
+        self._group: list[str] = []  # -n: the items of a group not yet full
 
     @property
     def done(self) -> bool:
-        return self.first.eof and not self._group and self._peek_empty()
-
-    def _peek_empty(self) -> bool:
-        try:
-            head = next(self._pending)
-        except StopIteration:
-            return True
-        self._pending = itertools.chain([head], self._pending)
-        return False
+        """After ``next()`` returned None: no record will ever come."""
+        return self.first.eof and not self._group and self._combos is None
 
     def next(self) -> list[str] | None:
-        record = next(self._pending, None)
-        if record is not None:
-            return record
         while True:
+            if self._combos is not None:
+                record = next(self._combos, None)
+                if record is not None:
+                    return record
+                self._combos = None
             raw = self.first.line()
             if raw is None:
-                if self.first.eof and self._group:
+                if self.first.eof and self._group:  # the last group may be short
                     group, self._group = self._group, []
                     return group
                 return None
@@ -171,16 +166,14 @@ class Records:
                 continue
             if self.per_command > 1:
                 self._group.append(item)
-                if len(self._group) < self.per_command:
-                    continue
-                group, self._group = self._group, []
-                return group
-            if not self.rest:
+                if len(self._group) == self.per_command:
+                    group, self._group = self._group, []
+                    return group
+            elif not self.rest:
                 return [item]
-            self._pending = ([item, *combo] for combo in itertools.product(*self.rest))
-            record = next(self._pending, None)
-            if record is not None:
-                return record
+            else:
+                # Later sources vary fastest, as in GNU parallel.
+                self._combos = ([item, *combo] for combo in itertools.product(*self.rest))
 
 
 # {}, or {n} with an optional operation, or {.} {/} {//} {/.}, or {#} {%}.
