@@ -246,9 +246,16 @@ def _same(text: str) -> str:
 
 
 def read_items(path: str, sep: bytes) -> list[str]:
-    """All the non-blank items of a ``::::`` file that is not the first source."""
-    with open(path, "rb") as f:
-        data = f.read()
+    """All the non-blank items of a ``::::`` file that is not the first
+    source (``-``: stdin, read to its end before the first job)."""
+    if path == "-":
+        chunks = []
+        while chunk := os.read(0, 65536):
+            chunks.append(chunk)
+        data = b"".join(chunks)
+    else:
+        with open(path, "rb") as f:
+            data = f.read()
     items = data.split(sep)
     if items and items[-1] == b"":
         items.pop()
