@@ -8,9 +8,9 @@ same command line, stated literally."""
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -52,7 +52,7 @@ def test_replacement_strings_as_gnu_parallel_prints_them() -> None:
     )
 
 
-@pytest.mark.deadline(60)
+@pytest.mark.deadline(120)
 def test_sources_combine_in_gnu_parallels_order(tmp_path: Path) -> None:
     assert run("-k", "echo", "{1}", "{2}", ":::", "a", "b", ":::", "1", "2").stdout == (
         "a 1\na 2\nb 1\nb 2\n")
@@ -91,7 +91,7 @@ def test_dash_capital_i_names_another_replacement_string() -> None:
     assert run("-k", "-I", "@@", "echo", "<@@>", input="x\ny\n").stdout == "<x>\n<y>\n"
 
 
-@pytest.mark.deadline(60)
+@pytest.mark.deadline(120)
 def test_null_and_delimiter_end_items_where_asked() -> None:
     assert run("-0", "-k", "echo", "[{}]", input=b"a\0b c\0").stdout == "[a]\n[b c]\n"
     assert run("--null", "-k", "echo", "[{}]", input=b"x\ny\0z").stdout == "[x\ny]\n[z]\n"
@@ -151,7 +151,7 @@ def test_version() -> None:
     assert done.returncode == 0 and done.stdout == f"pipereactor {__version__}\n"
 
 
-@pytest.mark.deadline(60)
+@pytest.mark.deadline(120)
 def test_jobs_relative_to_the_cpus() -> None:
     """-j as GNU parallel reads it, seen through --dry-run's {%} (1..j, cycling)."""
     cpus = os.cpu_count() or 1
@@ -194,18 +194,27 @@ def test_jobs_zero_runs_every_job_at_once(tmp_path: Path) -> None:
 @pytest.mark.deadline(90)
 def test_job_slot_is_the_lowest_free_one(tmp_path: Path) -> None:
     """{%} while jobs really run: two at once get 1 and 2; the job started
-    when one ends gets the slot that job had."""
+    when one ends gets the slot that job had.  Each job says "seq slot" on a
+    fifo the test reads, then waits for its own fifo."""
     log = tmp_path / "log"
+    os.mkfifo(log)
     for i in range(1, 5):
         os.mkfifo(tmp_path / f"f{i}")
-    script = f"echo '{{#}} {{%}}' >> {log}; cat {tmp_path}/f{{#}} >/dev/null"
+    # O_RDWR: the fifo never reads as at its end, and the jobs' opens never block.
+    reader = os.open(log, os.O_RDWR)
+    script = f"echo '{{#}} {{%}}' > {log}; cat {tmp_path}/f{{#}} >/dev/null"
     runner = subprocess.Popen([*CLI, "-j", "2", "--shell", "--", script, ":::", "a", "b", "c", "d"],
                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, env=CLEAN)
+    said = b""
 
     def slots(count: int) -> dict[int, int]:
-        lines = _lines(log, count)
-        return dict((int(a), int(b)) for a, b in (line.split() for line in lines))
+        nonlocal said
+        while said.count(b"\n") < count:
+            ready, _, _ = select.select([reader], [], [], 30)
+            assert ready, f"waited 30 s for {count} jobs; got {said!r}"
+            said += os.read(reader, 4096)
+        return {int(a): int(b) for a, b in (line.split() for line in said.splitlines())}
 
     try:
         first = slots(2)
@@ -219,22 +228,39 @@ def test_job_slot_is_the_lowest_free_one(tmp_path: Path) -> None:
         out, err = runner.communicate(timeout=30)
         assert runner.returncode == 0, err
     finally:
+        os.close(reader)
         if runner.returncode is None:
             runner.kill()
             runner.communicate()
 
 
-def _lines(path: Path, count: int) -> list[str]:
-    """The lines jobs append to ``path``, once there are ``count``."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if path.exists() and len(path.read_text().splitlines()) >= count:
-            break
-        time.sleep(0.02)  # another process writes it: nothing to wait on but the file
-    return path.read_text().splitlines()
+@pytest.mark.deadline(60)
+def test_shell_quotes_every_replacement_value(tmp_path: Path) -> None:
+    """No item can inject shell syntax, whatever the replacement string."""
+    evil = "a b'; touch pwned; echo '.x"
+    done = run("-k", "--shell", "--", "printf '[%s]' {} {.} {/} {1}", ":::", evil, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"[{evil}][a b'; touch pwned; echo '][{evil}][{evil}]"
+    assert not (tmp_path / "pwned").exists()
 
 
 @pytest.mark.deadline(60)
+def test_sources_after_the_template_leave_stdin_unread() -> None:
+    """With ::: the input is the arguments: a stdin that never ends is not waited on."""
+    runner = subprocess.Popen([*CLI, "-k", "echo", ":::", "a", "b"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=CLEAN)
+    try:
+        assert runner.stdout
+        out = runner.stdout.read()  # EOF: the runner is done, our stdin still open
+        assert out == b"a\nb\n"
+        assert runner.wait(timeout=30) == 0
+    finally:
+        if runner.returncode is None:
+            runner.kill()
+        runner.communicate()
+
+
+@pytest.mark.deadline(120)
 def test_bad_input_options_are_clear_errors() -> None:
     for args, message in (
         (["-0", "-d", ",", "echo"], "-0/--null and -d/--delimiter both set"),
@@ -332,7 +358,7 @@ def test_halting_ends_a_job_waiting_to_run_again_with_its_last_run(tmp_path: Pat
     assert "pipereactor: 0 ok, 2 failed" in done.stderr
 
 
-@pytest.mark.deadline(60)
+@pytest.mark.deadline(120)
 def test_resume_as_gnu_parallel_does(tmp_path: Path) -> None:
     """The session of GNU parallel's man page, step by step: the job log is
     appended to, --resume skips every job it has, --resume-failed reruns
@@ -439,7 +465,7 @@ def test_shard_auto_takes_exactly_the_engines_share(engine: str, env: dict[str, 
     assert f"pipereactor: shard {index}/3: 2 ok, 0 failed" in done.stderr  # the summary
 
 
-@pytest.mark.deadline(60)
+@pytest.mark.deadline(120)
 def test_shard_auto_refuses_before_running_anything(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     cases: list[tuple[str, dict[str, str], str]] = [
