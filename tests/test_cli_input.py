@@ -358,6 +358,38 @@ def test_halting_ends_a_job_waiting_to_run_again_with_its_last_run(tmp_path: Pat
     assert "pipereactor: 0 ok, 2 failed" in done.stderr
 
 
+
+@pytest.mark.deadline(60)
+def test_a_run_again_cancelled_before_it_starts_counts_its_last_run(tmp_path: Path) -> None:
+    """-j 1: job 1 fails; its second run is queued behind job 2 (held by the
+    test) and job 3 (no such program).  Job 3 halts the run, so job 1's
+    second run never starts: job 1 counts failed with its first run, never
+    as "not run"."""
+    runs, pids, fifo = tmp_path / "runs", tmp_path / "pids", tmp_path / "go"
+    os.mkfifo(fifo)
+    hold = os.path.join(os.path.dirname(__file__), "children", "hold.py")
+    lines = (f"echo run >> {runs}; exit 4\n{sys.executable} {hold} {pids} {fifo}\n"
+             "/nonexistent/program\n")
+    runner = subprocess.Popen([*CLI, "-j", "1", "--halt-on-error", "--retries", "2"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env=CLEAN)
+    try:
+        assert runner.stdin
+        runner.stdin.write(lines.encode())
+        runner.stdin.close()
+        runner.stdin = None
+        _pids_written(pids, 1)  # job 2 runs: job 1 has failed
+        os.close(os.open(fifo, os.O_WRONLY))
+        out, err = runner.communicate(timeout=30)
+    finally:
+        if runner.returncode is None:
+            runner.kill()
+            runner.communicate()
+    assert runner.returncode == 2 and runs.read_text() == "run\n"
+    assert b"pipereactor: job 1 failed (exit 4)" in err
+    assert b"pipereactor: 1 ok, 2 failed (0 timed out) of 3" in err, err
+
+
 @pytest.mark.deadline(120)
 def test_resume_as_gnu_parallel_does(tmp_path: Path) -> None:
     """The session of GNU parallel's man page, step by step: the job log is

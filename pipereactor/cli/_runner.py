@@ -73,7 +73,7 @@ class _Task:
         self.tagger = tagger  # for our notes, on the stderr stream
         self.stopped = False  # we stopped it: a failure, whatever it exits with
         self.note = b""  # our message about it, printed after its output
-        self.outcome: Outcome | None = None  # of its last run, while it waits to run again
+        self.outcome: Outcome | None = None  # of its last failed run (--retries)
         self.runs = 1  # runs so far, this one included (--retries)
         self.slot = 0  # {%}: 1..-j while running
         self.order = 0  # -k: its place among our jobs (seq has gaps with --shard, --resume)
@@ -227,7 +227,6 @@ class Runner:
         """The failed jobs whose wait is over, run again (with a new {%})."""
         for task in self.retries.due():
             task.discard()  # only the last run's output counts
-            task.outcome = None
             task.runs += 1
             self.report.retried += 1
             slot = self._take_slot()
@@ -263,6 +262,9 @@ class Runner:
         self._give_slot(task.slot)
         task.slot = 0
         cmd = task.cmd
+        if job.cancelled and job.started_at is None and task.outcome is not None:
+            self._finished(task, task.outcome)  # a run again that never started: the last counts
+            return
         if job.cancelled and job.started_at is None:
             self.report.not_run += 1  # --halt-on-error or a stop came first
             task.discard()
