@@ -453,6 +453,9 @@ def test_resume_without_a_job_log_yet_starts_one(tmp_path: Path) -> None:
         f.write("2\t:\t1.0\t0.1\t0\t2\t0")
     done = run("-k", "--resume", "--joblog", "jl", "echo", ":::", "a", "b", cwd=tmp_path)
     assert done.stdout == "b\n"
+    rows = (tmp_path / "jl").read_text().splitlines()
+    assert rows[2] == "2\t:\t1.0\t0.1\t0\t2\t0"  # kept, never truncated
+    assert rows[3].startswith("2\t:\t") and rows[3].endswith("\techo b")
 
 
 # -- point 3: shards ------------------------------------------------------------------------

@@ -58,6 +58,10 @@ class JobLog:
         if self._file.tell() == 0:
             self._file.write(self.HEADER)
             self._file.flush()
+        elif append and _last_byte(path) != b"\n":
+            # A row cut short (we died while writing it): ours start on a line of their own.
+            self._file.write("\n")
+            self._file.flush()
 
     def row(self, o: Outcome) -> None:
         command = o.command.replace("\n", " ")
@@ -69,6 +73,12 @@ class JobLog:
 
     def close(self) -> None:
         self._file.close()
+
+
+def _last_byte(path: str) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(-1, 2)
+        return f.read(1)
 
 
 class Report:
