@@ -149,6 +149,8 @@ def test_version() -> None:
 
     done = run("--version")
     assert done.returncode == 0 and done.stdout == f"pipereactor {__version__}\n"
+    done = run("--help")
+    assert done.returncode == 0 and "{/.} {#} {%} {1}..." in done.stdout
 
 
 @pytest.mark.deadline(120)

@@ -32,7 +32,9 @@ __all__ = ["main"]
 def main(argv: list[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``); return the exit status.
 
-    Reads stdin (or ``-a FILE``) as lines arrive, writes to fds 1 and 2.
+    Reads its first input source (stdin, ``-a FILE``, the first ``::::``
+    file) as items arrive, any later sources whole at the start; writes to
+    fds 1 and 2.
     Every signal handler it changed is restored before it returns.
     """
     opts = parse(argv)

@@ -2,7 +2,10 @@
 
 Everything after ``--`` (or from the first word that is not an option) is the
 template; a word that starts with ``-`` where the template would begin is an
-unknown option and refused, never taken as the command.
+unknown option and refused, never taken as the command.  ``:::`` and ``::::``
+in it start GNU parallel's argument sources (see ``_template``).  The
+options of issue 14 (GNU parallel's and xargs's names, retries, resume,
+shards) are one block, checked in ``_check_issue14``.
 """
 
 from __future__ import annotations
@@ -161,7 +164,8 @@ def _parser() -> argparse.ArgumentParser:
                    "Slurm, GitLab, CircleCI, Buildkite, AWS Batch, Cloud Run or Kubernetes")
     p.add_argument("--version", action="version", version=f"pipereactor {__version__}")
     p.add_argument("template", nargs=argparse.REMAINDER,
-                   help="after --: the command to run per input line; {} is the line")
+                   help="after --: the command to run per input item, with {} {.} {/} {//} "
+                   "{/.} {#} {%%} {1}...; then ::: ARGS or :::: FILE sources, if any")
     return p
 
 
