@@ -270,6 +270,7 @@ def test_bad_input_options_are_clear_errors() -> None:
         (["-n", "0", "echo"], "-n/--max-args must be >= 1, not 0"),
         (["-n", "2"], "-n/--max-args needs a template"),
         (["-n", "2", "echo", ":::", "a", ":::", "b"], "-n/--max-args takes the items of one"),
+        (["-n", "2", "echo", "::::", "f1", "f2"], "-n/--max-args takes the items of one"),
         (["-j", "5%%"], "argument -j/--jobs: not a job count"),
         (["-j", "+5%"], "argument -j/--jobs: not a job count"),
         (["echo", ":::"], "::: needs at least one argument"),
@@ -287,7 +288,8 @@ def test_bad_input_options_are_clear_errors() -> None:
         assert done.returncode == 2 and done.stdout == "", args
         assert f"pipereactor: error: {message}" in done.stderr, (args, done.stderr)
     missing = run("echo", "::::", "/nonexistent/input")
-    assert missing.returncode == 2 and "cannot read the input (/nonexistent/input)" in missing.stderr
+    assert missing.returncode == 2
+    assert "cannot read the input (/nonexistent/input)" in missing.stderr
     missing = run("echo", ":::", "a", "::::", "/nonexistent/input")
     assert missing.returncode == 2 and "cannot read the input /nonexistent/input" in missing.stderr
 
@@ -323,7 +325,8 @@ def test_retry_delay_doubles(tmp_path: Path) -> None:
     (lower bounds only: a loaded machine only makes them longer)."""
     stamps = tmp_path / "stamps"
     code = f"import time; open({str(stamps)!r}, 'a').write(f'{{time.time()}}\\n'); exit(1)"
-    done = run("--retries", "3", "--retry-delay", "0.2", "--", sys.executable, "-c", code, ":::", "x")
+    done = run("--retries", "3", "--retry-delay", "0.2", "--", sys.executable, "-c", code,
+               ":::", "x")
     assert done.returncode == 1
     t = [float(x) for x in stamps.read_text().split()]
     assert len(t) == 3

@@ -172,7 +172,8 @@ def _parser() -> argparse.ArgumentParser:
 def parse(argv: list[str] | None) -> Options:
     """The options, or SystemExit(2) with a message naming the bad one."""
     parser = _parser()
-    a = parser.parse_args(_negative_values_joined(parser, list(sys.argv[1:] if argv is None else argv)))
+    words = list(sys.argv[1:] if argv is None else argv)
+    a = parser.parse_args(_negative_values_joined(parser, words))
     template = list(a.template)
     if template and template[0] == "--":
         template = template[1:]
@@ -227,7 +228,9 @@ def _check_issue14(parser: argparse.ArgumentParser, a: argparse.Namespace, opts:
         parser.error(f"-n/--max-args must be >= 1, not {a.max_args}")
     if a.max_args > 1 and not template:
         parser.error("-n/--max-args needs a template after -- (the items become its arguments)")
-    streams = len(sources) + (a.arg_file is not None)
+    # Each file after :::: is a source of its own, as in GNU parallel.
+    streams = sum(1 if kind == ":::" else len(words) for kind, words in sources)
+    streams += a.arg_file is not None
     if a.max_args > 1 and max(streams, 1) > 1:
         parser.error("-n/--max-args takes the items of one source, not of several")
     if a.retries < 1:

@@ -134,7 +134,8 @@ class Report:
         wall = time.monotonic() - self.started
         not_run = f", {self.not_run} not run" if self.not_run else ""
         label = f"{self.label}: " if self.label else ""
-        text = (f"pipereactor: {label}{self.ok} ok, {self.failed} failed ({self.timed_out} timed out)"
+        text = (f"pipereactor: {label}{self.ok} ok, {self.failed} failed "
+                f"({self.timed_out} timed out)"
                 f"{not_run}{', interrupted' if interrupted else ''} of {seen} in {wall:.1f}s")
         if self.skipped:
             text += f"; {self.skipped} skipped (done in the job log)"

@@ -45,7 +45,8 @@ from typing import Protocol
 __all__ = ["ArgList", "Records", "Source", "Template", "open_source", "parse_delimiter",
            "read_items", "split_sources"]
 
-#: A source after the template: (":::", the words) or ("::::", a file name).
+#: What follows ``:::`` (its words: one source) or ``::::`` (file names: a
+#: source each), as the command line gave it.
 Source = tuple[str, list[str]]
 
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "\0", "\\": "\\", "a": "\a", "b": "\b",
