@@ -462,6 +462,11 @@ def test_resume_without_a_job_log_yet_starts_one(tmp_path: Path) -> None:
     rows = (tmp_path / "jl").read_text().splitlines()
     assert rows[2] == "2\t:\t1.0\t0.1\t0\t2\t0"  # kept, never truncated
     assert rows[3].startswith("2\t:\t") and rows[3].endswith("\techo b")
+    # --dry-run --resume: what would run; the log untouched.
+    done = run("-k", "--dry-run", "--resume", "--joblog", "jl", "echo", ":::", "a", "b", "c",
+               cwd=tmp_path)
+    assert done.stdout == "echo c\n"
+    assert (tmp_path / "jl").read_text().splitlines() == rows
 
 
 # -- point 3: shards ------------------------------------------------------------------------
