@@ -36,6 +36,7 @@ class Console:
         self.stdout_error: OSError | None = None
         self.stderr_gone = False
         self._status = b""
+        self.label = ""  # put before every status line ("[shard 2/4] "): the runner's to set
         # Whether fds 1 and 2 are the terminal the status line is drawn on.
         self._tty = {fd: _isatty(fd) for fd in (1, 2)}
         self._mid_line = False  # the terminal's cursor is after unterminated output
@@ -104,7 +105,7 @@ class Console:
         if not self.progress or self.stderr_gone:
             return
         cols = width if width is not None else terminal_width()
-        encoded = text[: max(cols - 1, 1)].encode("utf-8", "replace")
+        encoded = (self.label + text)[: max(cols - 1, 1)].encode("utf-8", "replace")
         if encoded == self._status:
             return
         prefix = b""
