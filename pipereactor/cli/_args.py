@@ -71,7 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tag", action="store_true",
                    help="prefix each output line with the job's input (or command) and a tab")
     p.add_argument("-k", "--keep-order", action="store_true",
-                   help="print jobs' output in input order (grouped output only)")
+                   help="print jobs' output in input order; with --line-buffer the earliest "
+                   "job's lines as they come, the others' when each becomes the earliest")
     p.add_argument("--max-output", type=size, metavar="SIZE",
                    help="keep only the last SIZE bytes (K, M, G suffixes) of each stream of a "
                    "job, with a notice; default: keep everything (spilled to $TMPDIR)")
@@ -111,8 +112,6 @@ def parse(argv: list[str] | None) -> Options:
         parser.error(f"--kill-grace must be >= 0, not {a.kill_grace}")
     if a.tail < 0:
         parser.error(f"--tail must be >= 0, not {a.tail}")
-    if a.line_buffer and a.keep_order:
-        parser.error("-k/--keep-order works with grouped output only, not with --line-buffer")
     if a.max_output is not None and (a.line_buffer or a.results):
         parser.error("--max-output caps grouped output only, not --line-buffer or --results")
     if a.shell and not template:

@@ -35,7 +35,7 @@ from typing import Any
 from .. import FileSink, Job, JobState, Reactor
 from ._args import Options
 from ._console import Console, terminal_width
-from ._output import Budget, LineWriter, SpillBuffer, Tagger, TAIL_BYTES
+from ._output import Budget, HeadLineWriter, LineWriter, SpillBuffer, Tagger, TAIL_BYTES
 from ._report import JobLog, Outcome, Report, describe_signal
 from ._signals import StopSignals
 from ._source import Command, LineReader, make_command
@@ -93,6 +93,10 @@ class Runner:
         self.epipe = False
         self.input_done = False
         self._killed = False
+        # -k --line-buffer: the jobs made and not yet printed, by sequence
+        # number, to find the one that becomes the head.  O(-j), as ``active``.
+        self.head_mode = opts.keep_order and opts.line_buffer and not opts.results
+        self.unprinted: dict[int, _Task] = {}
 
     # -- making jobs ---------------------------------------------------------------
 
@@ -130,6 +134,11 @@ class Runner:
                 out.close()
                 raise
             return out, err, Tagger(prefix)
+        if self.head_mode:
+            live = cmd.seq == self.next_print
+            return (HeadLineWriter(self.console, 1, Tagger(prefix), self.budget, live),
+                    HeadLineWriter(self.console, 2, Tagger(prefix), self.budget, live),
+                    Tagger(prefix))
         if o.line_buffer:
             return (LineWriter(self.console, 1, Tagger(prefix), self.budget),
                     LineWriter(self.console, 2, Tagger(prefix), self.budget), Tagger(prefix))
@@ -159,6 +168,8 @@ class Runner:
             self._cannot_start(task, exc)
             return
         self.active[job] = task
+        if self.head_mode:
+            self.unprinted[cmd.seq] = task
 
     def _cannot_start(self, task: _Task, exc: BaseException) -> None:
         """As the shell reports an exec failure: 127 not found, 126 otherwise."""
@@ -203,7 +214,7 @@ class Runner:
             how += ", stopped by us"
         ok = rc == 0 and not task.stopped
         for name, sink in (("stdout", task.out), ("stderr", task.err)):
-            if isinstance(sink, SpillBuffer) and sink.error is not None:
+            if isinstance(sink, (SpillBuffer, HeadLineWriter)) and sink.error is not None:
                 ok = False
                 how += f", {name} lost: cannot write its spill file in $TMPDIR: {sink.error}"
                 task.note += (f"pipereactor: job {cmd.seq}: {sink.dropped} bytes of its {name} "
@@ -241,6 +252,7 @@ class Runner:
         if not (self.opts.keep_order and not self.opts.results):
             self.unretired -= 1
             return
+        self.unprinted.pop(seq, None)
         self.held[seq] = task
         while self.next_print in self.held:
             ready = self.held.pop(self.next_print)
@@ -248,12 +260,20 @@ class Runner:
             self.unretired -= 1
             if ready is not None:
                 self._print(ready)
+        head = self.unprinted.get(self.next_print)
+        if head is not None:  # -k --line-buffer: a running job's turn has come
+            for sink in (head.out, head.err):
+                if isinstance(sink, HeadLineWriter):
+                    sink.go_live()
 
     def _print(self, task: _Task) -> None:
         """A job's output (grouped), then our notes about it; then drop it all."""
         c = self.console
         tagger = task.tagger or Tagger(None)
         for fd, name, sink in ((1, "stdout", task.out), (2, "stderr", task.err)):
+            if isinstance(sink, HeadLineWriter):
+                sink.go_live()  # everything held, to its end
+                continue
             if not isinstance(sink, SpillBuffer):
                 continue
             if sink.cap is not None and sink.dropped and sink.error is None:
