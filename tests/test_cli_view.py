@@ -23,6 +23,9 @@ from test_cli import CLI, ENV, cli
 from test_cli_stream import read_until, release, stop
 
 HEAD_JOB = os.path.join(CHILDREN, "head_job.py")
+COLOUR_VARS = ("FORCE_COLOR", "CLICOLOR_FORCE", "NO_COLOR")
+#: Our environment without the colour variables the person running the tests may have set.
+PLAIN_ENV = {k: v for k, v in ENV.items() if k not in COLOUR_VARS}
 
 
 # -- -k --line-buffer: the head job live ----------------------------------------------
@@ -141,3 +144,74 @@ def test_head_line_writer_goes_live_mid_line() -> None:
     assert bytes(console.data[2]) == b"one\ntwo\nthr"
     assert w.tail() == b"one\ntwo\nthr"
     w.discard()
+
+
+# -- --color ---------------------------------------------------------------------------
+
+_SHOW_ENV = ("import os; print(' '.join(f'{n}={os.environ.get(n, \"-\")}' "
+             f"for n in {COLOUR_VARS!r}))")
+
+
+def _colour_seen(*args: str, env: dict[str, str] | None = None) -> str:
+    done = subprocess.run([*CLI, *args, "--", sys.executable, "-c", _SHOW_ENV],
+                          input="x\n", capture_output=True, text=True,
+                          env=env if env is not None else PLAIN_ENV, timeout=30)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_color_always_never_and_auto_off_a_terminal() -> None:
+    assert _colour_seen("--color", "always") == "FORCE_COLOR=1 CLICOLOR_FORCE=1 NO_COLOR=-\n"
+    assert _colour_seen("--color", "never") == "FORCE_COLOR=- CLICOLOR_FORCE=- NO_COLOR=1\n"
+    assert _colour_seen() == "FORCE_COLOR=- CLICOLOR_FORCE=- NO_COLOR=-\n"  # a pipe
+    assert _colour_seen("--color", "auto") == "FORCE_COLOR=- CLICOLOR_FORCE=- NO_COLOR=-\n"
+
+
+def test_color_never_overrides_what_the_user_set() -> None:
+    env = {**PLAIN_ENV, "FORCE_COLOR": "0", "NO_COLOR": ""}
+    assert _colour_seen("--color", "always", env=env) == \
+        "FORCE_COLOR=0 CLICOLOR_FORCE=1 NO_COLOR=\n"
+    env = {**PLAIN_ENV, "NO_COLOR": "yes", "CLICOLOR_FORCE": "1"}
+    assert _colour_seen("--color", "never", env=env) == \
+        "FORCE_COLOR=- CLICOLOR_FORCE=1 NO_COLOR=yes\n"
+
+
+def test_color_bad_value_is_a_clear_error() -> None:
+    done = cli("--color", "sometimes")
+    assert done.returncode == 2
+    assert "argument --color/--colour: invalid choice: 'sometimes'" in done.stderr
+
+
+@pytest.mark.deadline(30)
+def test_color_auto_on_when_our_stdout_is_a_terminal() -> None:
+    primary, secondary = pty.openpty()
+    try:
+        runner = subprocess.Popen([*CLI, "--", sys.executable, "-c", _SHOW_ENV],
+                                  stdin=subprocess.PIPE, stdout=secondary,
+                                  stderr=subprocess.DEVNULL, env=PLAIN_ENV)
+        os.close(secondary)
+        secondary = -1
+        assert runner.stdin
+        runner.stdin.write(b"x\n")
+        runner.stdin.close()
+        runner.stdin = None
+        seen = read_pty(primary, 20)
+        runner.wait(timeout=10)
+    finally:
+        os.close(primary)
+        if secondary >= 0:
+            os.close(secondary)
+    assert runner.returncode == 0
+    assert seen.replace(b"\r\n", b"\n") == b"FORCE_COLOR=1 CLICOLOR_FORCE=1 NO_COLOR=-\n"
+
+
+def test_job_env_in_process() -> None:
+    from pipereactor.cli._color import job_env
+
+    assert job_env("auto", False, {"A": "1"}) is None
+    assert job_env("auto", True, {"A": "1"}) == {"A": "1", "FORCE_COLOR": "1",
+                                                 "CLICOLOR_FORCE": "1"}
+    assert job_env("always", False, {"FORCE_COLOR": "3", "CLICOLOR_FORCE": "0"}) is None
+    assert job_env("never", True, {}) == {"NO_COLOR": "1"}
+    with pytest.raises(ValueError, match=r"^--color must be one of auto, always, never, not 'x'$"):
+        job_env("x", True, {})

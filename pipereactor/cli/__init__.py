@@ -8,6 +8,7 @@ Private modules, each with one job; imports point one way (``main`` ->
 - ``_output``: how output is routed: grouped (spilled to a file), by line, tagged;
 - ``_report``: what is kept of finished jobs (counters, job log, summary);
 - ``_signals``: SIGINT/SIGTERM/SIGHUP as stop requests for the loop;
+- ``_color``: ``--color``: the environment that tells jobs to colour, or not;
 - ``_console``: the one owner of fds 1 and 2 and the status line;
 - ``_runner``: the loop: lazy job creation, -k ordering, stopping, status.
 """

@@ -35,6 +35,8 @@ class Options:
     joblog: str | None
     shell: bool
     template: list[str]
+    # Issue 14, points 4-6 (the terminal and colour): keep this block together.
+    color: str = "auto"  # "auto", "always" or "never": see _color.job_env
 
 
 def size(text: str) -> int:
@@ -88,6 +90,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="write a tab-separated row per job, in GNU parallel's format")
     p.add_argument("--shell", action="store_true",
                    help="run the template through /bin/sh -c (the input line shell-quoted)")
+    # Issue 14, points 4-6 (the terminal and colour): keep this block together.
+    p.add_argument("--color", "--colour", choices=("auto", "always", "never"), default="auto",
+                   metavar="WHEN",
+                   help="auto (default: when our stdout is a terminal), always: give jobs "
+                   "FORCE_COLOR=1 and CLICOLOR_FORCE=1 so they keep their colour through our "
+                   "pipes; never: give them NO_COLOR=1.  A variable already set is kept")
     p.add_argument("template", nargs=argparse.REMAINDER,
                    help="after --: the command to run per input line; {} is the line")
     return p
@@ -123,4 +131,5 @@ def parse(argv: list[str] | None) -> Options:
         halt_on_error=a.halt_on_error, line_buffer=a.line_buffer, tag=a.tag,
         keep_order=a.keep_order, max_output=a.max_output, results=a.results, tail=a.tail,
         progress=a.progress, joblog=a.joblog, shell=a.shell, template=template,
+        color=a.color,
     )

@@ -40,6 +40,10 @@ class Console:
         self._tty = {fd: _isatty(fd) for fd in (1, 2)}
         self._mid_line = False  # the terminal's cursor is after unterminated output
 
+    def tty(self, fd: int) -> bool:
+        """Whether fd 1 or 2 was a terminal when we started."""
+        return self._tty[fd]
+
     def grow_stdout_pipe(self, size: int = 1 << 20) -> None:
         """When stdout is a pipe, make it hold ``size`` bytes (as the reactor
         does for busy pipes): one write of a read's worth of lines then wakes

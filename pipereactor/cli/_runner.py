@@ -35,6 +35,7 @@ from typing import Any
 from .. import FileSink, Job, JobState, Reactor
 from ._args import Options
 from ._console import Console, terminal_width
+from ._color import job_env
 from ._output import Budget, HeadLineWriter, LineWriter, SpillBuffer, Tagger, TAIL_BYTES
 from ._report import JobLog, Outcome, Report, describe_signal
 from ._signals import StopSignals
@@ -97,6 +98,8 @@ class Runner:
         # number, to find the one that becomes the head.  O(-j), as ``active``.
         self.head_mode = opts.keep_order and opts.line_buffer and not opts.results
         self.unprinted: dict[int, _Task] = {}
+        # --color: the jobs' environment (None: ours, unchanged).
+        self.env = job_env(opts.color, console.tty(1), os.environ)
 
     # -- making jobs ---------------------------------------------------------------
 
@@ -163,7 +166,7 @@ class Runner:
             # command list itself.
             job = reactor.spawn(cmd.args, stdin=DEVNULL, stdout=out, stderr=err,
                                 timeout=o.timeout, kill_grace=o.kill_grace,
-                                on_exit=self._on_exit, shell=cmd.shell)
+                                on_exit=self._on_exit, shell=cmd.shell, env=self.env)
         except (OSError, ValueError) as exc:  # the reactor closed the sinks
             self._cannot_start(task, exc)
             return
