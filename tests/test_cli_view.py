@@ -6,6 +6,7 @@ in process); synchronisation is through fifos, never sleeps."""
 from __future__ import annotations
 
 import fcntl
+import select
 import os
 import pty
 import re
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import termios
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -215,3 +217,203 @@ def test_job_env_in_process() -> None:
     assert job_env("never", True, {}) == {"NO_COLOR": "1"}
     with pytest.raises(ValueError, match=r"^--color must be one of auto, always, never, not 'x'$"):
         job_env("x", True, {})
+
+
+# -- what is running now ---------------------------------------------------------------
+
+#: What erases the status: one line (``\r``, erase the line), or an area
+#: (``\r``, up to its first line, erase to the end of the screen).
+ERASE = re.compile(r"\r(?:\x1b\[\d+A)?\x1b\[[JK]")
+HEADER = re.compile(r"\[\d+/\d+\] running \d+, failed \d+")
+VIEW_JOB = ("import os, sys\n"
+            "d, name = sys.argv[1:]\n"
+            "print(name + ': compiling', flush=True)\n"
+            "sys.stdout.write(name + ': \\x1b[1mlinking\\x1b[0m'); sys.stdout.flush()\n"
+            "open(os.path.join(d, name), 'rb').read()\n")
+
+
+class Terminal:
+    """The runner with stdout and stderr on a pty of ``rows`` x ``cols``."""
+
+    def __init__(self, rows: int, cols: int, args: list[str], lines: bytes) -> None:
+        self.primary, secondary = pty.openpty()
+        try:
+            fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+            self.runner = subprocess.Popen([*CLI, *args], stdin=subprocess.PIPE,
+                                           stdout=secondary, stderr=secondary, env=PLAIN_ENV)
+        except BaseException:
+            os.close(self.primary)
+            raise
+        finally:
+            os.close(secondary)
+        assert self.runner.stdin
+        self.runner.stdin.write(lines)
+        self.runner.stdin.close()
+        self.runner.stdin = None
+        self.seen = b""
+
+    def text(self) -> str:
+        return self.seen.decode("utf-8", "replace").replace("\r\n", "\n")
+
+    def frames(self) -> list[list[str]]:
+        """Each status drawn, as its lines (job output and the summary left out)."""
+        return [seg.split("\n") for seg in ERASE.split(self.text()) if HEADER.match(seg)]
+
+    def read_until(self, done: Callable[[Terminal], bool], timeout: float = 20) -> None:
+        end = time.monotonic() + timeout
+        while not done(self):
+            ready, _, _ = select.select([self.primary], [], [], max(end - time.monotonic(), 0))
+            assert ready, f"waited {timeout} s; the terminal shows {self.text()!r}"
+            try:
+                chunk = os.read(self.primary, 65536)
+            except OSError:  # EIO: the runner has gone
+                chunk = b""
+            assert chunk, f"the runner ended; the terminal shows {self.text()!r}"
+            self.seen += chunk
+
+    def finish(self) -> int:
+        self.seen += read_pty(self.primary, 20)
+        return self.runner.wait(timeout=20)
+
+    def close(self) -> None:
+        os.close(self.primary)
+        stop(self.runner)  # type: ignore[arg-type]
+
+
+def _showing(*names: str) -> Callable[[Terminal], bool]:
+    """Whether the last frame shows exactly these jobs, in this order, each
+    with its last line."""
+    def check(term: Terminal) -> bool:
+        frames = term.frames()
+        if not frames:
+            return False
+        jobs = frames[-1][1:]
+        return len(jobs) == len(names) and all(
+            re.fullmatch(rf" +\d+s  \S.*  \| {n}: linking", line) for line, n in zip(jobs, names))
+    return check
+
+
+@pytest.mark.deadline(60)
+def test_the_running_jobs_with_their_age_and_last_line_longest_first(tmp_path: Path) -> None:
+    """A 30-row terminal: the area shows the header, then each running job
+    (-j 2) with its age, command and last line (escape sequences left out),
+    the oldest first; it is erased before a job's output is printed, and
+    before the summary."""
+    for name in "ABC":
+        os.mkfifo(tmp_path / name)
+    term = Terminal(30, 100, ["-j", "2", "--", sys.executable, "-c", VIEW_JOB, str(tmp_path),
+                              "{}"], b"A\nB\nC\n")
+    try:
+        term.read_until(_showing("A", "B"))
+        release(tmp_path / "B")
+        term.read_until(_showing("A", "C"))  # A started before C: A first
+        release(tmp_path / "A")
+        release(tmp_path / "C")
+        assert term.finish() == 0
+    finally:
+        term.close()
+    text = term.text()
+    # Job output is printed only after the area is erased: never glued to a
+    # frame, where it would show as a line that is not a job's.
+    frames = term.frames()
+    assert any(len(frame) == 3 for frame in frames)
+    for frame in frames:
+        assert len(frame) <= 3 and all(re.fullmatch(r" +\d+s  \S.*", line)
+                                       for line in frame[1:]), frame
+    outputs = "".join(seg for seg in ERASE.split(text) if not HEADER.match(seg))
+    for name in "ABC":
+        assert f"{name}: compiling\n{name}: \x1b[1mlinking\x1b[0m" in outputs
+    assert re.search(r"\r\x1b\[2A\x1b\[J", text)  # a 3-line area, erased
+    summary = text[text.index("pipereactor: 3 ok"):]
+    assert "\x1b" not in summary
+
+
+@pytest.mark.deadline(60)
+def test_the_view_shows_what_a_third_of_the_terminal_holds(tmp_path: Path) -> None:
+    """9 rows: a header and two jobs, of the three running (the oldest two)."""
+    for name in "ABC":
+        os.mkfifo(tmp_path / name)
+    term = Terminal(9, 100, ["-j", "3", "--", sys.executable, "-c", VIEW_JOB, str(tmp_path),
+                             "{}"], b"A\nB\nC\n")
+    try:
+        def two_of_three(t: Terminal) -> bool:
+            frames = t.frames()
+            return bool(frames) and frames[-1][0].startswith("[0/3] running 3") and \
+                _showing("A", "B")(t)
+        term.read_until(two_of_three)
+        for name in "ABC":
+            release(tmp_path / name)
+        assert term.finish() == 0
+    finally:
+        term.close()
+    assert all(len(frame) <= 3 for frame in term.frames())
+
+
+@pytest.mark.deadline(60)
+def test_a_small_terminal_keeps_the_one_line_status(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "A")
+    term = Terminal(5, 100, ["--", sys.executable, "-c", VIEW_JOB, str(tmp_path), "{}"],
+                    b"A\n")
+    try:
+        term.read_until(lambda t: any("longest" in f[0] for f in t.frames()))
+        release(tmp_path / "A")
+        assert term.finish() == 0
+    finally:
+        term.close()
+    assert all(len(frame) == 1 for frame in term.frames())
+    assert "\x1b[J" not in term.text() and "\x1b[1A" not in term.text()
+
+
+@pytest.mark.deadline(90)
+def test_the_view_is_redrawn_at_most_ten_times_a_second() -> None:
+    """Two jobs change their last line every few milliseconds for about a
+    second: the status is drawn no more often than 10 times a second (counted
+    over the runner's whole life, measured from outside: an upper bound that
+    load can only make easier)."""
+    chatty = ("import sys, time\n"
+              "for i in range(250):\n"
+              "    print('step', i, flush=True); time.sleep(0.004)\n")
+    started = time.monotonic()
+    term = Terminal(30, 100, ["-j", "2", "--", sys.executable, "-c", chatty], b"a\nb\n")
+    try:
+        assert term.finish() == 0
+    finally:
+        term.close()
+    elapsed = time.monotonic() - started
+    frames = term.frames()
+    assert 2 <= len(frames) <= 10 * elapsed + 2, (len(frames), elapsed)
+    assert any(re.search(r"\| step \d+$", line) for frame in frames for line in frame[1:])
+
+
+def test_last_line_keeps_a_bounded_tail_and_shows_what_a_terminal_would() -> None:
+    from pipereactor.cli._live import KEEP, LastLine
+
+    last = LastLine()
+    assert last.text() == ""
+    last.feed(1, b"x" * (1 << 20))  # a 1 MiB line: its end only is kept
+    assert all(len(t) <= KEEP for t in last._tails) and last.text() == "x" * KEEP
+    last.feed(1, b"\n\x1b[32mok\x1b[0m 3 tests\n\n")
+    assert last.text() == "ok 3 tests"
+    last.feed(2, b"warning: \xff\x07bell\r\n")
+    assert last.text() == "warning: \ufffd?bell"  # stderr wrote last
+    last.feed(1, b"progress 10%\rprogress 90%")
+    assert last.text() == "progress 90%"
+    last.feed(2, b"   \n")
+    assert last.text() == "warning: \ufffd?bell"  # blank: the line before it
+    last.feed(1, "é".encode() * KEEP)  # cut inside a character: no stray byte shown
+    assert last.text() == "é" * (KEEP // 2)
+
+
+def test_job_rows_ages_and_lines_fit_the_terminal() -> None:
+    from pipereactor.cli._live import fit, format_age, job_line, job_rows
+
+    assert [job_rows(r) for r in (0, 5, 6, 9, 24, 60)] == [0, 0, 1, 2, 7, 19]
+    assert [format_age(s) for s in (0, 7.9, 65, 3599, 7380)] == ["0s", "7s", "1m05s", "59m59s",
+                                                                 "2h03m"]
+    assert fit("abcdef", 4) == "abc"
+    assert fit("日本語テキスト", 7) == "日本語"  # two columns each
+    assert fit("e\u0301" * 10, 4) == "e\u0301" * 3  # combining accents take none
+    line = job_line(65, "make -C " + "x" * 200, "CC parse.o", 80)
+    assert line.startswith("  1m05s  make -C xxx") and line.endswith("  | CC parse.o")
+    assert len(line) < 80
+    assert job_line(3, "true", "", 80) == "     3s  true"

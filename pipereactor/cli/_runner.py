@@ -26,6 +26,7 @@ only counters) and its job log row: memory stays flat in the number of jobs.
 from __future__ import annotations
 
 import errno
+import heapq
 import os
 import selectors
 import time
@@ -34,9 +35,10 @@ from typing import Any
 
 from .. import FileSink, Job, JobState, Reactor
 from ._args import Options
-from ._console import Console, terminal_width
+from ._console import Console, terminal_size
 from ._color import job_env
 from ._output import Budget, HeadLineWriter, LineWriter, SpillBuffer, Tagger, TAIL_BYTES
+from ._live import LastLine, Watched, job_line, job_rows
 from ._report import JobLog, Outcome, Report, describe_signal
 from ._signals import StopSignals
 from ._source import Command, LineReader, make_command
@@ -57,7 +59,7 @@ _INPUT, _REACTOR, _SIGNAL = "input", "reactor", "signal"
 class _Task:
     """A job of ours, from its input line to its printing."""
 
-    __slots__ = ("cmd", "out", "err", "tagger", "stopped", "note", "outcome")
+    __slots__ = ("cmd", "out", "err", "tagger", "stopped", "note", "outcome", "last")
 
     def __init__(self, cmd: Command, out: Any, err: Any, tagger: Tagger | None) -> None:
         self.cmd = cmd
@@ -67,6 +69,7 @@ class _Task:
         self.stopped = False  # we stopped it: a failure, whatever it exits with
         self.note = b""  # our message about it, printed after its output
         self.outcome: Outcome | None = None
+        self.last: LastLine | None = None  # its last line, for the running jobs' view
 
     def discard(self) -> None:
         for sink in (self.out, self.err):
@@ -161,10 +164,16 @@ class Runner:
             self._not_a_job(task, f"cannot open its --results files: {exc}", -1)
             return
         task = _Task(cmd, out, err, tagger)
+        stdout, stderr = out, err
+        if self.console.progress and not isinstance(out, FileSink):
+            # The view shows each job's last line.  Not with --results: the
+            # job writes to its files itself, no byte passes through us.
+            task.last = LastLine()
+            stdout, stderr = Watched(out, task.last, 1), Watched(err, task.last, 2)
         try:
             # Jobs read no input of ours (as with xargs): stdin may be the
             # command list itself.
-            job = reactor.spawn(cmd.args, stdin=DEVNULL, stdout=out, stderr=err,
+            job = reactor.spawn(cmd.args, stdin=DEVNULL, stdout=stdout, stderr=stderr,
                                 timeout=o.timeout, kill_grace=o.kill_grace,
                                 on_exit=self._on_exit, shell=cmd.shell, env=self.env)
         except (OSError, ValueError) as exc:  # the reactor closed the sinks
@@ -402,15 +411,35 @@ class Runner:
             if reading:
                 sel.unregister(self.reader.fd)
 
+    def _status_text(self, running: int) -> str:
+        """The status line's counters (the area's header): composed here only."""
+        r = self.report
+        return f"[{r.done}/{self.seen}] running {running}, failed {r.failed}"
+
     def _status(self) -> None:
+        """Redraw the status: on a terminal tall enough, the header and the
+        running jobs, longest-running first, as many as fit (``_live``);
+        else one line naming the longest-running job.  O(-j): ``active``
+        holds at most the window's jobs, whatever the number seen."""
         running = [(j, t) for j, t in self.active.items()
                    if j.state in (JobState.RUNNING, JobState.EXITED)]
-        r = self.report
-        text = f"[{r.done}/{self.seen}] running {len(running)}, failed {r.failed}"
+        text = self._status_text(len(running))
+        cols, rows = terminal_size()
+        room = job_rows(rows)
+        if room:
+            now = time.monotonic()
+            oldest = heapq.nsmallest(room, running, key=lambda jt: jt[0].started_at or now)
+            lines = [text]
+            for job, task in oldest:
+                last = task.last.text() if task.last is not None else ""
+                lines.append(job_line(now - (job.started_at or now),
+                                      _printable(task.cmd.text()[: 4 * cols]), last, cols))
+            self.console.status_area(lines, cols)
+            return
         if running:
             job, task = min(running, key=lambda jt: jt[0].started_at or 0.0)
             text += f", longest {(job.duration or 0.0):.0f}s: {_printable(task.cmd.text())}"
-        self.console.status(text, terminal_width())
+        self.console.status(text, cols)
 
 
 def _printable(text: str) -> str:
