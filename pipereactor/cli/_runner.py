@@ -50,6 +50,8 @@ __all__ = ["Runner", "LOOKAHEAD", "STATUS_EVERY"]
 LOOKAHEAD = 2
 #: Seconds between two redraws of the status line.
 STATUS_EVERY = 0.1
+#: Characters of a command the status shows at most (wider than any terminal).
+LABEL_CHARS = 1000
 #: The exit status after EPIPE on stdout: 128 + SIGPIPE.
 EPIPE_STATUS = 141
 
@@ -59,7 +61,7 @@ _INPUT, _REACTOR, _SIGNAL = "input", "reactor", "signal"
 class _Task:
     """A job of ours, from its input line to its printing."""
 
-    __slots__ = ("cmd", "out", "err", "tagger", "stopped", "note", "outcome", "last")
+    __slots__ = ("cmd", "out", "err", "tagger", "stopped", "note", "outcome", "last", "_label")
 
     def __init__(self, cmd: Command, out: Any, err: Any, tagger: Tagger | None) -> None:
         self.cmd = cmd
@@ -70,6 +72,14 @@ class _Task:
         self.note = b""  # our message about it, printed after its output
         self.outcome: Outcome | None = None
         self.last: LastLine | None = None  # its last line, for the running jobs' view
+        self._label: str | None = None
+
+    def label(self) -> str:
+        """Its command, printable and cut, for the status: made once, as a
+        redraw must not cost the length of every command shown."""
+        if self._label is None:
+            self._label = _printable(self.cmd.text()[:LABEL_CHARS])
+        return self._label
 
     def discard(self) -> None:
         for sink in (self.out, self.err):
@@ -432,13 +442,12 @@ class Runner:
             lines = [text]
             for job, task in oldest:
                 last = task.last.text() if task.last is not None else ""
-                lines.append(job_line(now - (job.started_at or now),
-                                      _printable(task.cmd.text()[: 4 * cols]), last, cols))
+                lines.append(job_line(now - (job.started_at or now), task.label(), last, cols))
             self.console.status_area(lines, cols)
             return
         if running:
             job, task = min(running, key=lambda jt: jt[0].started_at or 0.0)
-            text += f", longest {(job.duration or 0.0):.0f}s: {_printable(task.cmd.text())}"
+            text += f", longest {(job.duration or 0.0):.0f}s: {task.label()}"
         self.console.status(text, cols)
 
 
