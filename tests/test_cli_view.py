@@ -233,14 +233,16 @@ VIEW_JOB = ("import os, sys\n"
 
 
 class Terminal:
-    """The runner with stdout and stderr on a pty of ``rows`` x ``cols``."""
+    """The runner with stderr (and stdout, unless given) on a pty of ``rows`` x ``cols``."""
 
-    def __init__(self, rows: int, cols: int, args: list[str], lines: bytes) -> None:
+    def __init__(self, rows: int, cols: int, args: list[str], lines: bytes,
+                 stdout: int | None = None) -> None:
         self.primary, secondary = pty.openpty()
         try:
             fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
             self.runner = subprocess.Popen([*CLI, *args], stdin=subprocess.PIPE,
-                                           stdout=secondary, stderr=secondary, env=PLAIN_ENV)
+                                           stdout=secondary if stdout is None else stdout,
+                                           stderr=secondary, env=PLAIN_ENV)
         except BaseException:
             os.close(self.primary)
             raise
@@ -417,3 +419,29 @@ def test_job_rows_ages_and_lines_fit_the_terminal() -> None:
     assert line.startswith("  1m05s  make -C xxx") and line.endswith("  | CC parse.o")
     assert len(line) < 80
     assert job_line(3, "true", "", 80) == "     3s  true"
+
+
+@pytest.mark.deadline(60)
+def test_output_to_a_file_leaves_the_view_on_the_terminal_alone(tmp_path: Path) -> None:
+    """stderr on the terminal, stdout to a file: a job's output is not
+    written where the view is, so the view is not erased for it (only
+    redrawn in place, and erased once at the end)."""
+    for name in "AB":
+        os.mkfifo(tmp_path / name)
+    out = tmp_path / "out"
+    with open(out, "wb") as stdout:
+        term = Terminal(30, 100, ["-j", "1", "--", sys.executable, "-c", VIEW_JOB, str(tmp_path),
+                                  "{}"], b"A\nB\n", stdout=stdout.fileno())
+    try:
+        term.read_until(_showing("A"))
+        release(tmp_path / "A")
+        term.read_until(_showing("B"))
+        release(tmp_path / "B")
+        assert term.finish() == 0
+    finally:
+        term.close()
+    assert out.read_bytes() == (b"A: compiling\nA: \x1b[1mlinking\x1b[0m"
+                                b"B: compiling\nB: \x1b[1mlinking\x1b[0m")
+    segments = ERASE.split(term.text())
+    bare = [seg for seg in segments[1:] if not HEADER.match(seg)]
+    assert len(bare) == 1 and bare[0].startswith("pipereactor: 2 ok, 0 failed"), segments

@@ -65,10 +65,11 @@ class Console:
             pass  # over the pipe quota, or not ours to change: as it is
 
     def write(self, fd: int, data: bytes | memoryview) -> None:
-        """Write all of ``data`` to fd 1 or 2, erasing the status line first."""
+        """Write all of ``data`` to fd 1 or 2, erasing the status line first
+        (unless it goes elsewhere than the status's terminal)."""
         if not data or (self.stdout_gone if fd == 1 else self.stderr_gone):
             return
-        if self._status:
+        if self._status and self._shares_status(fd):
             self._erase()
         if not self._raw(fd, data):
             return
@@ -80,7 +81,7 @@ class Console:
         offset) to fd 1 or 2, without a copy through Python where the kernel can."""
         if count <= 0 or (self.stdout_gone if fd == 1 else self.stderr_gone):
             return
-        if self._status:
+        if self._status and self._shares_status(fd):
             self._erase()
         last = b""
         offset = os.lseek(src, 0, os.SEEK_CUR)
@@ -134,6 +135,12 @@ class Console:
         """Erase the status line (at the end, before the summary)."""
         if self._status:
             self._erase()
+
+    def _shares_status(self, fd: int) -> bool:
+        """Whether output to ``fd`` may land where the status is drawn.  Not
+        when the status is on a terminal and our stdout is not (a file, a
+        pipe): erasing there would only make the status flicker."""
+        return not (fd == 1 and self._tty[2] and not self._tty[1])
 
     def _erasing(self) -> bytes:
         """What erases the status shown, leaving the cursor where it began."""

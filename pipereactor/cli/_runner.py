@@ -437,12 +437,11 @@ class Runner:
         cols, rows = terminal_size()
         room = job_rows(rows)
         if room:
-            now = time.monotonic()
-            oldest = heapq.nsmallest(room, running, key=lambda jt: jt[0].started_at or now)
+            oldest = heapq.nsmallest(room, running, key=lambda jt: jt[0].started_at or 0.0)
             lines = [text]
             for job, task in oldest:
                 last = task.last.text() if task.last is not None else ""
-                lines.append(job_line(now - (job.started_at or now), task.label(), last, cols))
+                lines.append(job_line(job.duration or 0.0, task.label(), last, cols))
             self.console.status_area(lines, cols)
             return
         if running:
