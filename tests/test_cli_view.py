@@ -106,6 +106,15 @@ def test_keep_order_line_buffer_holds_big_output_whole_until_its_turn(tmp_path: 
     assert out.decode() == want
 
 
+def test_keep_order_line_buffer_passes_a_job_that_cannot_start() -> None:
+    """The head cannot start: its message is printed at its turn and the
+    next job becomes the head (as with -k alone, nothing waits for ever)."""
+    done = cli("-k", "--line-buffer", "-j", "2", "--", "{}", "hi",
+               input="/nonexistent/prog\n/bin/echo\n/bin/echo\n")
+    assert (done.returncode, done.stdout) == (1, "hi\nhi\n")
+    assert done.stderr.startswith("pipereactor: /nonexistent/prog: not found\n"), done.stderr
+
+
 def test_head_line_writer_spills_what_it_holds_and_prints_it_whole() -> None:
     """In process: held output past the memory budget goes to a file, comes
     back in order when the job becomes the head, with the tag after each
