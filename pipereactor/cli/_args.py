@@ -36,7 +36,7 @@ class Options:
     shell: bool
     template: list[str]
     # Issue 14, points 4-6 (the terminal and colour): keep this block together.
-    color: str = "auto"  # "auto", "always" or "never": see _color.job_env
+    color: str  # "auto", "always" or "never": see _color.job_env
 
 
 def size(text: str) -> int:

@@ -5,9 +5,9 @@ one-line status's counters) and, below it, the running jobs, longest-running
 first, each with its age, its command and the last line it printed::
 
     [12/40] running 4, failed 0
-       1m05s  make -C libfoo  | CC src/parse.o
-         12s  ./run-tests unit  | test_spill ... ok
-          3s  gzip -9 big.log
+      1m05s  make -C libfoo  | CC src/parse.o
+        12s  ./run-tests unit  | test_spill ... ok
+         3s  gzip -9 big.log
 
 The area takes at most a third of the terminal's height (:func:`job_rows`);
 a terminal with room for fewer than one job line keeps the one-line status.
