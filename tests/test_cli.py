@@ -238,7 +238,6 @@ def test_bad_options_are_clear_errors() -> None:
     for args, message in (
         (["-j", "x"], "argument -j/--jobs: not a job count (N, N%, +N, -N or 0): 'x'"),
         (["--timeout", "-1"], "--timeout must be > 0, not -1.0"),
-        (["-k", "--line-buffer"], "-k/--keep-order works with grouped output only"),
         (["--shell"], "--shell needs a template after --"),
         (["--line-buffer", "--max-output", "1M"], "--max-output caps grouped output only"),
     ):

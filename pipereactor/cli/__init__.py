@@ -1,7 +1,8 @@
 """``python -m pipereactor``: run commands in parallel, xargs -P / GNU parallel style.
 
 Private modules, each with one job; imports point one way (``main`` ->
-``_runner`` -> the rest; ``_output`` -> ``_console``; no other arrows):
+``_runner`` -> the rest; ``_output`` -> ``_console`` -> ``_live``; no other
+arrows):
 
 - ``_args``: the command line, checked early;
 - ``_source``: where input lines come from, and the commands they become;
@@ -11,7 +12,9 @@ Private modules, each with one job; imports point one way (``main`` ->
 - ``_output``: how output is routed: grouped (spilled to a file), by line, tagged;
 - ``_report``: what is kept of finished jobs (counters, job log, summary);
 - ``_signals``: SIGINT/SIGTERM/SIGHUP as stop requests for the loop;
-- ``_console``: the one owner of fds 1 and 2 and the status line;
+- ``_color``: ``--color``: the environment that tells jobs to colour, or not;
+- ``_console``: the one owner of fds 1 and 2 and the status line (or area);
+- ``_live``: what is running now: the status area's job lines, each job's last line;
 - ``_runner``: the loop: lazy job creation, -k ordering, stopping, status.
 """
 

@@ -44,6 +44,8 @@ class Options:
     joblog: str | None
     shell: bool
     template: list[str]
+    # Issue 14, points 4-6 (the terminal and colour): keep this block together.
+    color: str  # "auto", "always" or "never": see _color.job_env
     # Issue 14: GNU parallel's and xargs's input options, retries, resume, shards.
     delimiter: bytes = b"\n"
     replace: str = "{}"
@@ -124,7 +126,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tag", action="store_true",
                    help="prefix each output line with the job's input (or command) and a tab")
     p.add_argument("-k", "--keep-order", action="store_true",
-                   help="print jobs' output in input order (grouped output only)")
+                   help="print jobs' output in input order; with --line-buffer the earliest "
+                   "job's lines as they come, the others' when each becomes the earliest")
     p.add_argument("--max-output", type=size, metavar="SIZE",
                    help="keep only the last SIZE bytes (K, M, G suffixes) of each stream of a "
                    "job, with a notice; default: keep everything (spilled to $TMPDIR)")
@@ -163,6 +166,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="run only job k with k mod N == I-1 (I is 1-based); auto: I and N from "
                    "Slurm, GitLab, CircleCI, Buildkite, AWS Batch, Cloud Run or Kubernetes")
     p.add_argument("--version", action="version", version=f"pipereactor {__version__}")
+    # Issue 14, points 4-6 (the terminal and colour): keep this block together.
+    p.add_argument("--color", "--colour", choices=("auto", "always", "never"), default="auto",
+                   metavar="WHEN",
+                   help="auto (default: when our stdout is a terminal), always: give jobs "
+                   "FORCE_COLOR=1 and CLICOLOR_FORCE=1 so they keep their colour through our "
+                   "pipes; never: give them NO_COLOR=1.  A variable already set is kept")
     p.add_argument("template", nargs=argparse.REMAINDER,
                    help="after --: the command to run per input item, with {} {.} {/} {//} "
                    "{/.} {#} {%%} {1}...; then ::: ARGS or :::: FILE sources, if any")
@@ -187,8 +196,6 @@ def parse(argv: list[str] | None) -> Options:
         parser.error(f"--kill-grace must be >= 0, not {a.kill_grace}")
     if a.tail < 0:
         parser.error(f"--tail must be >= 0, not {a.tail}")
-    if a.line_buffer and a.keep_order:
-        parser.error("-k/--keep-order works with grouped output only, not with --line-buffer")
     if a.max_output is not None and (a.line_buffer or a.results):
         parser.error("--max-output caps grouped output only, not --line-buffer or --results")
     try:
@@ -204,6 +211,7 @@ def parse(argv: list[str] | None) -> Options:
         halt_on_error=a.halt_on_error, line_buffer=a.line_buffer, tag=a.tag,
         keep_order=a.keep_order, max_output=a.max_output, results=a.results, tail=a.tail,
         progress=a.progress, joblog=a.joblog, shell=a.shell, template=template,
+        color=a.color,
     )
     return _check_issue14(parser, a, opts, sources)
 

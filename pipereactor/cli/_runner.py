@@ -38,8 +38,10 @@ from typing import Any
 
 from .. import FileSink, Job, JobState, Reactor
 from ._args import Options
-from ._console import Console, terminal_width
-from ._output import Budget, LineWriter, SpillBuffer, Tagger, TAIL_BYTES
+from ._console import Console, terminal_size
+from ._color import job_env
+from ._output import Budget, HeadLineWriter, LineWriter, SpillBuffer, Tagger, TAIL_BYTES
+from ._live import LastLine, Watched, job_line, job_rows
 from ._report import JobLog, Outcome, Report, describe_signal
 from ._resume import read_joblog
 from ._retry import RetryQueue, retry_wait
@@ -54,6 +56,8 @@ __all__ = ["Runner", "LOOKAHEAD", "STATUS_EVERY"]
 LOOKAHEAD = 2
 #: Seconds between two redraws of the status line.
 STATUS_EVERY = 0.1
+#: Characters of a command the status shows at most (wider than any terminal).
+LABEL_CHARS = 1000
 #: The exit status after EPIPE on stdout: 128 + SIGPIPE.
 EPIPE_STATUS = 141
 
@@ -64,7 +68,7 @@ class _Task:
     """A job of ours, from its input line to its printing."""
 
     __slots__ = ("cmd", "out", "err", "tagger", "stopped", "note", "outcome", "runs", "slot",
-                 "order")
+                 "order", "last", "_label")
 
     def __init__(self, cmd: Command, out: Any, err: Any, tagger: Tagger | None) -> None:
         self.cmd = cmd
@@ -77,6 +81,15 @@ class _Task:
         self.runs = 1  # runs so far, this one included (--retries)
         self.slot = 0  # {%}: 1..-j while running
         self.order = 0  # -k: its place among our jobs (seq has gaps with --shard, --resume)
+        self.last: LastLine | None = None  # its last line, for the running jobs' view
+        self._label: str | None = None
+
+    def label(self) -> str:
+        """Its command, printable and cut, for the status: made once, as a
+        redraw must not cost the length of every command shown."""
+        if self._label is None:
+            self._label = _printable(self.cmd.text()[:LABEL_CHARS])
+        return self._label
 
     def discard(self) -> None:
         for sink in (self.out, self.err):
@@ -118,6 +131,12 @@ class Runner:
         self.epipe = False
         self.input_done = False
         self._killed = False
+        # -k --line-buffer: the jobs made and not yet printed, by sequence
+        # number, to find the one that becomes the head.  O(-j), as ``active``.
+        self.head_mode = opts.keep_order and opts.line_buffer and not opts.results
+        self.unprinted: dict[int, _Task] = {}
+        # --color: the jobs' environment (None: ours, unchanged).
+        self.env = job_env(opts.color, console.tty(1), os.environ)
 
     # -- making jobs ---------------------------------------------------------------
 
@@ -176,7 +195,7 @@ class Runner:
         if slot:
             heapq.heappush(self.free_slots, slot)
 
-    def _sinks(self, cmd: Command) -> tuple[Any, Any, Tagger | None]:
+    def _sinks(self, cmd: Command, order: int) -> tuple[Any, Any, Tagger | None]:
         o = self.opts
         prefix = cmd.line.encode("utf-8", "surrogateescape") + b"\t" if o.tag else None
         if o.results:
@@ -188,6 +207,11 @@ class Runner:
                 out.close()
                 raise
             return out, err, Tagger(prefix)
+        if self.head_mode:
+            live = order == self.next_print
+            return (HeadLineWriter(self.console, 1, Tagger(prefix), self.budget, live),
+                    HeadLineWriter(self.console, 2, Tagger(prefix), self.budget, live),
+                    Tagger(prefix))
         if o.line_buffer:
             return (LineWriter(self.console, 1, Tagger(prefix), self.budget),
                     LineWriter(self.console, 2, Tagger(prefix), self.budget), Tagger(prefix))
@@ -207,21 +231,29 @@ class Runner:
             self._not_a_job(task, f"cannot run line {cmd.seq}: {cmd.error}", -1)
             return
         try:
-            task.out, task.err, task.tagger = self._sinks(cmd)
+            task.out, task.err, task.tagger = self._sinks(cmd, task.order)
         except OSError as exc:
             task.out = task.err = None
             self._not_a_job(task, f"cannot open its --results files: {exc}", -1)
             return
+        stdout, stderr = task.out, task.err
+        if self.console.progress and not isinstance(task.out, FileSink):
+            # The view shows each job's last line.  Not with --results: the
+            # job writes to its files itself, no byte passes through us.
+            task.last = LastLine()
+            stdout, stderr = Watched(task.out, task.last, 1), Watched(task.err, task.last, 2)
         try:
             # Jobs read no input of ours (as with xargs): stdin may be the
             # command list itself.
-            job = reactor.spawn(cmd.args, stdin=DEVNULL, stdout=task.out, stderr=task.err,
+            job = reactor.spawn(cmd.args, stdin=DEVNULL, stdout=stdout, stderr=stderr,
                                 timeout=o.timeout, kill_grace=o.kill_grace,
-                                on_exit=self._on_exit, shell=cmd.shell)
+                                on_exit=self._on_exit, shell=cmd.shell, env=self.env)
         except (OSError, ValueError) as exc:  # the reactor closed the sinks
             self._cannot_start(task, exc)
             return
         self.active[job] = task
+        if self.head_mode:
+            self.unprinted[task.order] = task
 
     def _run_again(self, reactor: Reactor) -> None:
         """The failed jobs whose wait is over, run again (with a new {%})."""
@@ -286,7 +318,7 @@ class Runner:
             how += ", stopped by us"
         ok = rc == 0 and not task.stopped
         for name, sink in (("stdout", task.out), ("stderr", task.err)):
-            if isinstance(sink, SpillBuffer) and sink.error is not None:
+            if isinstance(sink, (SpillBuffer, HeadLineWriter)) and sink.error is not None:
                 ok = False
                 how += f", {name} lost: cannot write its spill file in $TMPDIR: {sink.error}"
                 task.note += (f"pipereactor: job {cmd.seq}: {sink.dropped} bytes of its {name} "
@@ -330,6 +362,7 @@ class Runner:
         if not (self.opts.keep_order and not self.opts.results):
             self.unretired -= 1
             return
+        self.unprinted.pop(order, None)
         self.held[order] = task
         while self.next_print in self.held:
             ready = self.held.pop(self.next_print)
@@ -337,12 +370,20 @@ class Runner:
             self.unretired -= 1
             if ready is not None:
                 self._print(ready)
+        head = self.unprinted.get(self.next_print)
+        if head is not None:  # -k --line-buffer: a running job's turn has come
+            for sink in (head.out, head.err):
+                if isinstance(sink, HeadLineWriter):
+                    sink.go_live()
 
     def _print(self, task: _Task) -> None:
         """A job's output (grouped), then our notes about it; then drop it all."""
         c = self.console
         tagger = task.tagger or Tagger(None)
         for fd, name, sink in ((1, "stdout", task.out), (2, "stderr", task.err)):
+            if isinstance(sink, HeadLineWriter):
+                sink.go_live()  # everything held, to its end
+                continue
             if not isinstance(sink, SpillBuffer):
                 continue
             if sink.cap is not None and sink.dropped and sink.error is None:
@@ -489,15 +530,33 @@ class Runner:
             if reading:
                 sel.unregister(self.reader.fd)
 
+    def _status_text(self, running: int) -> str:
+        """The status line's counters (the area's header): composed here only."""
+        r = self.report
+        return f"[{r.done}/{self.seen}] running {running}, failed {r.failed}"
+
     def _status(self) -> None:
+        """Redraw the status: on a terminal tall enough, the header and the
+        running jobs, longest-running first, as many as fit (``_live``);
+        else one line naming the longest-running job.  O(-j): ``active``
+        holds at most the window's jobs, whatever the number seen."""
         running = [(j, t) for j, t in self.active.items()
                    if j.state in (JobState.RUNNING, JobState.EXITED)]
-        r = self.report
-        text = f"[{r.done}/{self.seen}] running {len(running)}, failed {r.failed}"
+        text = self._status_text(len(running))
+        cols, rows = terminal_size()
+        room = job_rows(rows)
+        if room:
+            oldest = heapq.nsmallest(room, running, key=lambda jt: jt[0].started_at or 0.0)
+            lines = [text]
+            for job, task in oldest:
+                last = task.last.text() if task.last is not None else ""
+                lines.append(job_line(job.duration or 0.0, task.label(), last, cols))
+            self.console.status_area(lines, cols)
+            return
         if running:
             job, task = min(running, key=lambda jt: jt[0].started_at or 0.0)
-            text += f", longest {(job.duration or 0.0):.0f}s: {_printable(task.cmd.text())}"
-        self.console.status(text, terminal_width())
+            text += f", longest {(job.duration or 0.0):.0f}s: {task.label()}"
+        self.console.status(text, cols)
 
 
 def _printable(text: str) -> str:
