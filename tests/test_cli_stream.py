@@ -284,7 +284,7 @@ def test_a_nul_byte_fails_that_line_only_and_counts_for_halt_on_error() -> None:
 
 
 def test_unknown_options_are_refused_not_run() -> None:
-    for bad in (["-0", "echo"], ["--nope", "echo"]):
+    for bad in (["-5", "echo"], ["--nope", "echo"]):
         done = cli(*bad, input="x\n")
         assert done.returncode == 2 and done.stdout == ""
         assert "unrecognized" in done.stderr

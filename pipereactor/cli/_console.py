@@ -5,7 +5,10 @@ Everything goes out through ``os.write`` on fds 1 and 2, never through
 erased from it) before any job output follows, whatever Python's buffering.
 
 The status line is drawn only on a terminal (or with ``--progress``), and
-overprinted: ``\\r``, erase to end of line, the text cut to the width.  Job
+overprinted: ``\\r``, erase to end of line, the text cut to the width.  It
+may be an area of several lines (the running jobs, ``_live``): each is cut
+to the width, so none wraps, and the cursor stays at the end of the last;
+erasing goes up to the first and clears to the end of the screen.  Job
 output is printed "on a new line": if a job's output left the terminal in
 the middle of a line, a newline goes to stderr (never into stdout's bytes)
 before the next status line, so the status never erases it.
@@ -24,6 +27,8 @@ import os
 import select
 import stat
 
+from ._live import fit
+
 __all__ = ["Console"]
 
 _ERASE = b"\r\x1b[K"
@@ -36,9 +41,15 @@ class Console:
         self.stdout_error: OSError | None = None
         self.stderr_gone = False
         self._status = b""
+        self.label = ""  # put before every status line ("[shard 2/4] "): the runner's to set
+        self._rows = 0  # lines the status on the terminal takes
         # Whether fds 1 and 2 are the terminal the status line is drawn on.
         self._tty = {fd: _isatty(fd) for fd in (1, 2)}
         self._mid_line = False  # the terminal's cursor is after unterminated output
+
+    def tty(self, fd: int) -> bool:
+        """Whether fd 1 or 2 was a terminal when we started."""
+        return self._tty[fd]
 
     def grow_stdout_pipe(self, size: int = 1 << 20) -> None:
         """When stdout is a pipe, make it hold ``size`` bytes (as the reactor
@@ -55,10 +66,11 @@ class Console:
             pass  # over the pipe quota, or not ours to change: as it is
 
     def write(self, fd: int, data: bytes | memoryview) -> None:
-        """Write all of ``data`` to fd 1 or 2, erasing the status line first."""
+        """Write all of ``data`` to fd 1 or 2, erasing the status line first
+        (unless it goes elsewhere than the status's terminal)."""
         if not data or (self.stdout_gone if fd == 1 else self.stderr_gone):
             return
-        if self._status:
+        if self._status and self._shares_status(fd):
             self._erase()
         if not self._raw(fd, data):
             return
@@ -70,7 +82,7 @@ class Console:
         offset) to fd 1 or 2, without a copy through Python where the kernel can."""
         if count <= 0 or (self.stdout_gone if fd == 1 else self.stderr_gone):
             return
-        if self._status:
+        if self._status and self._shares_status(fd):
             self._erase()
         last = b""
         offset = os.lseek(src, 0, os.SEEK_CUR)
@@ -101,27 +113,48 @@ class Console:
 
     def status(self, text: str, width: int | None = None) -> None:
         """Show ``text`` as the status line (cut to the terminal's width)."""
-        if not self.progress or self.stderr_gone:
+        self.status_area([text], width)
+
+    def status_area(self, lines: list[str], width: int | None = None) -> None:
+        """Show ``lines`` as the status, in place of the one shown (each cut
+        to the terminal's width).  One write; nothing when it is unchanged."""
+        if not self.progress or self.stderr_gone or not lines:
             return
         cols = width if width is not None else terminal_width()
-        encoded = text[: max(cols - 1, 1)].encode("utf-8", "replace")
+        lines = [self.label + lines[0], *lines[1:]]
+        encoded = "\n".join(fit(line, cols) for line in lines).encode("utf-8", "replace")
         if encoded == self._status:
             return
         prefix = b""
         if self._mid_line:
             prefix = b"\n"  # keep the job's unterminated line on the terminal
             self._mid_line = False
-        if self._raw(2, prefix + _ERASE + encoded):
+        if self._raw(2, prefix + self._erasing() + encoded):
             self._status = encoded
+            self._rows = len(lines)
 
     def done(self) -> None:
         """Erase the status line (at the end, before the summary)."""
         if self._status:
             self._erase()
 
+    def _shares_status(self, fd: int) -> bool:
+        """Whether output to ``fd`` may land where the status is drawn.  Not
+        when the status is on a terminal and our stdout is not (a file, a
+        pipe): erasing there would only make the status flicker."""
+        return not (fd == 1 and self._tty[2] and not self._tty[1])
+
+    def _erasing(self) -> bytes:
+        """What erases the status shown, leaving the cursor where it began."""
+        if self._status and self._rows > 1:
+            return b"\r\x1b[%dA\x1b[J" % (self._rows - 1)
+        return _ERASE
+
     def _erase(self) -> None:
+        erase = self._erasing()
         self._status = b""
-        self._raw(2, _ERASE)
+        self._rows = 0
+        self._raw(2, erase)
 
     def _raw(self, fd: int, data: bytes | memoryview) -> bool:
         view = memoryview(data)
@@ -146,6 +179,7 @@ class Console:
         else:
             self.stderr_gone = True
             self._status = b""
+            self._rows = 0
 
 
 def _isatty(fd: int) -> bool:
@@ -153,6 +187,16 @@ def _isatty(fd: int) -> bool:
         return os.isatty(fd)
     except OSError:
         return False
+
+
+def terminal_size() -> tuple[int, int]:
+    """stderr's terminal (columns, rows): columns 80 when unknown or 0,
+    rows 0 when unknown (then the status is one line)."""
+    try:
+        size = os.get_terminal_size(2)
+    except OSError:
+        return 80, 0
+    return (size.columns if size.columns > 0 else 80), max(size.lines, 0)
 
 
 def terminal_width() -> int:

@@ -10,6 +10,8 @@
 - :class:`LineWriter` is the ``--line-buffer`` sink: each read's whole lines
   go out in one write; an unfinished line waits (in a SpillBuffer, so a
   giant line costs no memory) and is printed as is when the stream ends.
+- :class:`HeadLineWriter` is ``-k --line-buffer``'s sink: a LineWriter for
+  the head job, a SpillBuffer for the others until each becomes the head.
 - :class:`Tagger` puts ``--tag``'s prefix at the start of each line: after
   each ``\\n``, nowhere else (``\\r`` is not a line end).
 
@@ -20,10 +22,12 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 
 from ._console import Console
 
-__all__ = ["Budget", "SPILL_AT", "SpillBuffer", "LineWriter", "Tagger", "TAIL_BYTES"]
+__all__ = ["Budget", "SPILL_AT", "SpillBuffer", "LineWriter", "HeadLineWriter", "Tagger",
+           "TAIL_BYTES"]
 
 #: Bytes of one stream kept in memory before it spills to a file.
 SPILL_AT = 256 << 10
@@ -175,6 +179,22 @@ class SpillBuffer:
             console.write(fd, tag(chunk))
             pos += len(chunk)
 
+    def chunks(self, size: int = _COPY) -> Iterator[bytes]:
+        """What is kept, in order, at most ``size`` bytes at a time (read
+        from the spill file chunk by chunk: never all in memory)."""
+        skip = self.size - self.kept
+        if self._fd < 0:
+            if len(self._mem) > skip:
+                yield bytes(self._mem[skip:])
+            return
+        pos = skip
+        while pos < self._size:
+            chunk = os.pread(self._fd, min(size, self._size - pos), pos)
+            if not chunk:
+                break
+            yield chunk
+            pos += len(chunk)
+
     def _release_memory(self) -> None:
         self.budget.used -= len(self._mem)
         self._mem = bytearray()
@@ -228,6 +248,10 @@ class LineWriter:
     def write(self, data: bytes) -> None:
         self.total += len(data)
         self._tail = (self._tail + data[-TAIL_BYTES:])[-TAIL_BYTES:]
+        self._lines(data)
+
+    def _lines(self, data: bytes) -> None:
+        """Print ``data``'s whole lines (after what waits), keep its unfinished one."""
         end = data.rfind(b"\n")
         if end < 0:
             self._partial.write(data)
@@ -257,3 +281,76 @@ class LineWriter:
     def discard(self) -> None:
         self._partial.discard()
         self._tail = b""
+
+
+class HeadLineWriter(LineWriter):
+    """``-k --line-buffer``: a LineWriter while its job is the head (the
+    earliest in input order not yet printed); before that, everything it is
+    given is held, as grouped output is (a SpillBuffer: in memory up to a
+    bound, then in a temporary file), and nothing is printed.
+
+    ``go_live()`` (the runner calls it when the job becomes the head) prints
+    the whole lines held, in order, keeps an unfinished last one waiting for
+    its end as a LineWriter does, and prints from then on as output comes.
+    A stream that ended while held is then printed to its end, last line
+    without ``\n`` included.  So stdout's held lines go out before stderr's,
+    as GNU parallel prints them.
+
+    If the hold's spill file cannot be written (disk full), ``error`` is set
+    and ``dropped`` counts what was lost; the runner reports the job failed.
+    """
+
+    def __init__(self, console: Console, fd: int, tag: Tagger,
+                 budget: Budget | None = None, live: bool = False) -> None:
+        super().__init__(console, fd, tag, budget)
+        self._held: SpillBuffer | None = None if live else SpillBuffer(budget=budget)
+        self._ended = False
+        self._error: OSError | None = None
+        self._dropped = 0
+
+    @property
+    def error(self) -> OSError | None:
+        """Why some of the held output could not be kept, or None."""
+        return self._held.error if self._held is not None else self._error
+
+    @property
+    def dropped(self) -> int:
+        """Bytes held output lost to ``error``."""
+        return self._held.dropped if self._held is not None else self._dropped
+
+    @property
+    def live(self) -> bool:
+        return self._held is None
+
+    def write(self, data: bytes) -> None:
+        if self._held is None:
+            super().write(data)
+            return
+        self.total += len(data)
+        self._tail = (self._tail + data[-TAIL_BYTES:])[-TAIL_BYTES:]
+        self._held.write(data)
+
+    def close(self) -> None:
+        self._ended = True
+        if self._held is None:
+            super().close()
+
+    def go_live(self) -> None:
+        """Print what is held (see the class); from now on print as it comes.  Idempotent."""
+        held, self._held = self._held, None
+        if held is None:
+            return
+        try:
+            self._error, self._dropped = held.error, held.dropped
+            for chunk in held.chunks():
+                self._lines(chunk)
+        finally:
+            held.discard()
+        if self._ended:
+            super().close()
+
+    def discard(self) -> None:
+        if self._held is not None:
+            self._held.discard()
+            self._held = None
+        super().discard()

@@ -50,10 +50,18 @@ class JobLog:
 
     HEADER = "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n"
 
-    def __init__(self, path: str) -> None:
-        self._file: IO[str] = open(path, "w", encoding="utf-8", errors="surrogateescape")
-        self._file.write(self.HEADER)
-        self._file.flush()
+    def __init__(self, path: str, append: bool = False) -> None:
+        """``append`` (``--resume``): add rows after the old ones, the header
+        only if the file is new or empty; else start the file afresh."""
+        self._file: IO[str] = open(path, "a" if append else "w", encoding="utf-8",
+                                   errors="surrogateescape")
+        if self._file.tell() == 0:
+            self._file.write(self.HEADER)
+            self._file.flush()
+        elif append and _last_byte(path) != b"\n":
+            # A row cut short (we died while writing it): ours start on a line of their own.
+            self._file.write("\n")
+            self._file.flush()
 
     def row(self, o: Outcome) -> None:
         command = o.command.replace("\n", " ")
@@ -67,11 +75,20 @@ class JobLog:
         self._file.close()
 
 
+def _last_byte(path: str) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(-1, 2)
+        return f.read(1)
+
+
 class Report:
     """Counters and a bounded memory of finished jobs, for the status line and summary."""
 
-    def __init__(self, tail_lines: int) -> None:
+    def __init__(self, tail_lines: int, label: str = "") -> None:
         self.tail_lines = tail_lines
+        self.label = label  # "shard 2/4" with --shard
+        self.skipped = 0  # --resume: in the job log already
+        self.retried = 0  # runs after a failed one (--retries)
         self.ok = 0
         self.failed = 0
         self.timed_out = 0
@@ -116,8 +133,14 @@ class Report:
                        "not shown)\n".encode())
         wall = time.monotonic() - self.started
         not_run = f", {self.not_run} not run" if self.not_run else ""
-        text = (f"pipereactor: {self.ok} ok, {self.failed} failed ({self.timed_out} timed out)"
+        label = f"{self.label}: " if self.label else ""
+        text = (f"pipereactor: {label}{self.ok} ok, {self.failed} failed "
+                f"({self.timed_out} timed out)"
                 f"{not_run}{', interrupted' if interrupted else ''} of {seen} in {wall:.1f}s")
+        if self.skipped:
+            text += f"; {self.skipped} skipped (done in the job log)"
+        if self.retried:
+            text += f"; {self.retried} runs again after a failure (--retries)"
         if verbose and self._slowest:
             ranked = sorted(self._slowest, reverse=True)
             text += "; slowest: " + "; ".join(e[2] for e in ranked)

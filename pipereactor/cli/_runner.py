@@ -18,6 +18,9 @@ further ahead than ``LOOKAHEAD`` jobs per slot.
   finish; queued ones are not run.
 - A line that cannot be a command, or a program that cannot be started,
   fails that job only (127 "not found" and 126 as the shell reports them).
+- **Job k** (0-based, in input order) has sequence number k+1 whatever
+  ``--shard`` leaves to other runners and ``--resume`` skips; a failed job
+  waits in a :class:`~._retry.RetryQueue` for its next run (``--retries``).
 
 What a finished job leaves behind is its :class:`~.report.Outcome` (then
 only counters) and its job log row: memory stays flat in the number of jobs.
@@ -26,6 +29,7 @@ only counters) and its job log row: memory stays flat in the number of jobs.
 from __future__ import annotations
 
 import errno
+import heapq
 import os
 import selectors
 import time
@@ -34,11 +38,16 @@ from typing import Any
 
 from .. import FileSink, Job, JobState, Reactor
 from ._args import Options
-from ._console import Console, terminal_width
-from ._output import Budget, LineWriter, SpillBuffer, Tagger, TAIL_BYTES
+from ._console import Console, terminal_size
+from ._color import job_env
+from ._output import Budget, HeadLineWriter, LineWriter, SpillBuffer, Tagger, TAIL_BYTES
+from ._live import LastLine, Watched, job_line, job_rows
 from ._report import JobLog, Outcome, Report, describe_signal
+from ._resume import read_joblog
+from ._retry import RetryQueue, retry_wait
 from ._signals import StopSignals
-from ._source import Command, LineReader, make_command
+from ._source import Command, LineReader, build_command, no_job
+from ._template import ArgList, Records, Template
 
 __all__ = ["Runner", "LOOKAHEAD", "STATUS_EVERY"]
 
@@ -47,6 +56,8 @@ __all__ = ["Runner", "LOOKAHEAD", "STATUS_EVERY"]
 LOOKAHEAD = 2
 #: Seconds between two redraws of the status line.
 STATUS_EVERY = 0.1
+#: Characters of a command the status shows at most (wider than any terminal).
+LABEL_CHARS = 1000
 #: The exit status after EPIPE on stdout: 128 + SIGPIPE.
 EPIPE_STATUS = 141
 
@@ -56,7 +67,8 @@ _INPUT, _REACTOR, _SIGNAL = "input", "reactor", "signal"
 class _Task:
     """A job of ours, from its input line to its printing."""
 
-    __slots__ = ("cmd", "out", "err", "tagger", "stopped", "note", "outcome")
+    __slots__ = ("cmd", "out", "err", "tagger", "stopped", "note", "outcome", "runs", "slot",
+                 "order", "last", "_label")
 
     def __init__(self, cmd: Command, out: Any, err: Any, tagger: Tagger | None) -> None:
         self.cmd = cmd
@@ -65,7 +77,19 @@ class _Task:
         self.tagger = tagger  # for our notes, on the stderr stream
         self.stopped = False  # we stopped it: a failure, whatever it exits with
         self.note = b""  # our message about it, printed after its output
-        self.outcome: Outcome | None = None
+        self.outcome: Outcome | None = None  # of its last failed run (--retries)
+        self.runs = 1  # runs so far, this one included (--retries)
+        self.slot = 0  # {%}: 1..-j while running
+        self.order = 0  # -k: its place among our jobs (seq has gaps with --shard, --resume)
+        self.last: LastLine | None = None  # its last line, for the running jobs' view
+        self._label: str | None = None
+
+    def label(self) -> str:
+        """Its command, printable and cut, for the status: made once, as a
+        redraw must not cost the length of every command shown."""
+        if self._label is None:
+            self._label = _printable(self.cmd.text()[:LABEL_CHARS])
+        return self._label
 
     def discard(self) -> None:
         for sink in (self.out, self.err):
@@ -74,25 +98,45 @@ class _Task:
 
 
 class Runner:
-    def __init__(self, opts: Options, console: Console, reader: LineReader) -> None:
+    def __init__(self, opts: Options, console: Console, reader: LineReader | ArgList,
+                 records: Records | None = None) -> None:
         self.opts = opts
         self.console = console
         self.reader = reader
-        self.report = Report(opts.tail)
+        self.records = records if records is not None else Records(reader, [])
+        self.template = (Template(opts.template, opts.replace, opts.shell)
+                         if opts.template else None)
+        label = opts.shard.label if opts.shard is not None else ""
+        console.label = f"[{label}] " if label else ""
+        self.report = Report(opts.tail, label)
         self.budget = Budget()  # memory for all grouped output together
         self.joblog: JobLog | None = None
         self.active: dict[Job, _Task] = {}  # spawned, not yet done: O(-j)
         self.held: dict[int, _Task | None] = {}  # -k: done, waiting for their turn
         self.next_print = 1
-        self.seen = 0  # commands made from input lines so far
+        self.seen = 0  # commands made from input lines so far (ours: this shard's, not skipped)
+        self.made = 0  # jobs in the input so far, whoever runs them: the next is job k=made
+        self.skip: set[int] = set()  # --resume: the sequence numbers the job log has
+        self.retries: RetryQueue[_Task] = RetryQueue()
+        self.free_slots: list[int] = []  # {%}: slots given back, reused lowest first
+        self.slots_used = 0
         self.unretired = 0  # made, and not yet finished (-k: printed)
         # --results opens a job's files when it is spawned: spawn only into a free slot.
-        self.window = opts.jobs if opts.results else (1 + LOOKAHEAD) * opts.jobs
+        # So does {%} (a job's slot is known when it can start at once).  -j 0: no limit.
+        uses_slot = self.template is not None and self.template.uses_slot
+        self.window = (opts.jobs if opts.results or uses_slot else (1 + LOOKAHEAD) * opts.jobs
+                       ) or 1 << 62
         self.halted = False  # start nothing more
         self.stop_signal: int | None = None
         self.epipe = False
         self.input_done = False
         self._killed = False
+        # -k --line-buffer: the jobs made and not yet printed, by sequence
+        # number, to find the one that becomes the head.  O(-j), as ``active``.
+        self.head_mode = opts.keep_order and opts.line_buffer and not opts.results
+        self.unprinted: dict[int, _Task] = {}
+        # --color: the jobs' environment (None: ours, unchanged).
+        self.env = job_env(opts.color, console.tty(1), os.environ)
 
     # -- making jobs ---------------------------------------------------------------
 
@@ -101,24 +145,57 @@ class Runner:
         another line is wanted and must be read first."""
         o = self.opts
         while not self.halted and not self.input_done and self.unretired < self.window:
-            raw = self.reader.line()
-            if raw is None:
-                if self.reader.eof:
+            items = self.records.next()
+            if items is None:
+                if self.records.done:
                     self.input_done = True
                     break
                 if self.reader.always_ready:
                     self.reader.fill()
                     continue
                 return True
-            cmd = make_command(self.seen + 1, raw, o.template, o.shell)
-            if cmd is None:
+            if no_job(items, self.template):
+                continue
+            k = self.made
+            self.made += 1
+            if o.shard is not None and not o.shard.takes(k):
+                continue
+            if k + 1 in self.skip:
+                self.report.skipped += 1
                 continue
             self.seen += 1
+            if o.dry_run:
+                # As GNU parallel shows {%}: as if each job ended before the next.
+                slot = (self.seen - 1) % o.jobs + 1 if o.jobs else self.seen
+                self._dry_run(build_command(k + 1, items, self.template, slot))
+                continue
+            slot = self._take_slot()
             self.unretired += 1
-            self._spawn(reactor, cmd)
+            self._spawn(reactor, build_command(k + 1, items, self.template, slot), slot)
         return False
 
-    def _sinks(self, cmd: Command) -> tuple[Any, Any, Tagger | None]:
+    def _dry_run(self, cmd: Command) -> None:
+        """--dry-run: the command as it would run, one per line; nothing runs."""
+        if cmd.error is not None:
+            self.console.write(2, f"pipereactor: cannot run line {cmd.seq}: {cmd.error}\n"
+                               .encode("utf-8", "surrogateescape"))
+            return
+        self.console.write(1, cmd.text().encode("utf-8", "surrogateescape") + b"\n")
+
+    def _take_slot(self) -> int:
+        """{%}: the lowest free slot (1-based), for a job about to start."""
+        if self.template is None or not self.template.uses_slot:
+            return 0
+        if self.free_slots:
+            return heapq.heappop(self.free_slots)
+        self.slots_used += 1
+        return self.slots_used
+
+    def _give_slot(self, slot: int) -> None:
+        if slot:
+            heapq.heappush(self.free_slots, slot)
+
+    def _sinks(self, cmd: Command, order: int) -> tuple[Any, Any, Tagger | None]:
         o = self.opts
         prefix = cmd.line.encode("utf-8", "surrogateescape") + b"\t" if o.tag else None
         if o.results:
@@ -130,35 +207,65 @@ class Runner:
                 out.close()
                 raise
             return out, err, Tagger(prefix)
+        if self.head_mode:
+            live = order == self.next_print
+            return (HeadLineWriter(self.console, 1, Tagger(prefix), self.budget, live),
+                    HeadLineWriter(self.console, 2, Tagger(prefix), self.budget, live),
+                    Tagger(prefix))
         if o.line_buffer:
             return (LineWriter(self.console, 1, Tagger(prefix), self.budget),
                     LineWriter(self.console, 2, Tagger(prefix), self.budget), Tagger(prefix))
         return (SpillBuffer(o.max_output, budget=self.budget),
                 SpillBuffer(o.max_output, budget=self.budget), Tagger(prefix))
 
-    def _spawn(self, reactor: Reactor, cmd: Command) -> None:
+    def _spawn(self, reactor: Reactor, cmd: Command, slot: int = 0,
+               task: _Task | None = None) -> None:
+        """Start ``cmd`` (queued in the reactor until a slot is free); ``task``
+        is the job's own from its earlier run when it runs again."""
         o = self.opts
-        if cmd.error is not None:
+        if task is None:
             task = _Task(cmd, None, None, Tagger(None))
+            task.order = self.seen
+        task.cmd, task.slot = cmd, slot
+        if cmd.error is not None:
             self._not_a_job(task, f"cannot run line {cmd.seq}: {cmd.error}", -1)
             return
         try:
-            out, err, tagger = self._sinks(cmd)
+            task.out, task.err, task.tagger = self._sinks(cmd, task.order)
         except OSError as exc:
-            task = _Task(cmd, None, None, Tagger(None))
+            task.out = task.err = None
             self._not_a_job(task, f"cannot open its --results files: {exc}", -1)
             return
-        task = _Task(cmd, out, err, tagger)
+        stdout, stderr = task.out, task.err
+        if self.console.progress and not isinstance(task.out, FileSink):
+            # The view shows each job's last line.  Not with --results: the
+            # job writes to its files itself, no byte passes through us.
+            task.last = LastLine()
+            stdout, stderr = Watched(task.out, task.last, 1), Watched(task.err, task.last, 2)
         try:
             # Jobs read no input of ours (as with xargs): stdin may be the
             # command list itself.
-            job = reactor.spawn(cmd.args, stdin=DEVNULL, stdout=out, stderr=err,
+            job = reactor.spawn(cmd.args, stdin=DEVNULL, stdout=stdout, stderr=stderr,
                                 timeout=o.timeout, kill_grace=o.kill_grace,
-                                on_exit=self._on_exit, shell=cmd.shell)
+                                on_exit=self._on_exit, shell=cmd.shell, env=self.env)
         except (OSError, ValueError) as exc:  # the reactor closed the sinks
             self._cannot_start(task, exc)
             return
         self.active[job] = task
+        if self.head_mode:
+            self.unprinted[task.order] = task
+
+    def _run_again(self, reactor: Reactor) -> None:
+        """The failed jobs whose wait is over, run again (with a new {%})."""
+        for task in self.retries.due():
+            task.discard()  # only the last run's output counts
+            task.runs += 1
+            self.report.retried += 1
+            slot = self._take_slot()
+            cmd = task.cmd
+            if self.template is not None and self.template.uses_slot:
+                cmd = build_command(cmd.seq, cmd.items, self.template, slot)
+            self._spawn(reactor, cmd, slot, task)
 
     def _cannot_start(self, task: _Task, exc: BaseException) -> None:
         """As the shell reports an exec failure: 127 not found, 126 otherwise."""
@@ -172,6 +279,8 @@ class Runner:
 
     def _not_a_job(self, task: _Task, message: str, exitval: int) -> None:
         """A job that failed without running: its message at its turn."""
+        self._give_slot(task.slot)
+        task.slot = 0
         task.note = f"pipereactor: {message}\n".encode("utf-8", "surrogateescape")
         how = f"exit {exitval}: {message}" if exitval >= 0 else message
         self._finished(task, Outcome(task.cmd.seq, task.cmd.text(), False, how,
@@ -180,12 +289,18 @@ class Runner:
     # -- jobs ending -------------------------------------------------------------------
 
     def _on_exit(self, job: Job) -> None:
+        o = self.opts
         task = self.active.pop(job)
+        self._give_slot(task.slot)
+        task.slot = 0
         cmd = task.cmd
+        if job.cancelled and job.started_at is None and task.outcome is not None:
+            self._finished(task, task.outcome)  # a run again that never started: the last counts
+            return
         if job.cancelled and job.started_at is None:
             self.report.not_run += 1  # --halt-on-error or a stop came first
             task.discard()
-            self._retire(cmd.seq, None)
+            self._retire(task.order, None)
             return
         if job.error is not None:
             self._cannot_start(task, job.error)
@@ -203,7 +318,7 @@ class Runner:
             how += ", stopped by us"
         ok = rc == 0 and not task.stopped
         for name, sink in (("stdout", task.out), ("stderr", task.err)):
-            if isinstance(sink, SpillBuffer) and sink.error is not None:
+            if isinstance(sink, (SpillBuffer, HeadLineWriter)) and sink.error is not None:
                 ok = False
                 how += f", {name} lost: cannot write its spill file in $TMPDIR: {sink.error}"
                 task.note += (f"pipereactor: job {cmd.seq}: {sink.dropped} bytes of its {name} "
@@ -220,6 +335,10 @@ class Runner:
             signal=-rc if rc is not None and rc < 0 else 0,
             timed_out=job.timed_out, usage=usage,
         )
+        if not ok and task.runs < o.retries and not task.stopped and not self.halted:
+            task.outcome = outcome  # what counts if it never runs again (a stop)
+            self.retries.add(task, retry_wait(o.retry_delay, task.runs))
+            return
         self._finished(task, outcome)
 
     def _finished(self, task: _Task, outcome: Outcome) -> None:
@@ -232,28 +351,39 @@ class Runner:
         if not outcome.ok and self.opts.halt_on_error:
             self._halt()
         if self.opts.keep_order and not self.opts.results:
-            self._retire(task.cmd.seq, task)
+            self._retire(task.order, task)
         else:
             self._print(task)
-            self._retire(task.cmd.seq, None)
+            self._retire(task.order, None)
 
-    def _retire(self, seq: int, task: _Task | None) -> None:
+    def _retire(self, order: int, task: _Task | None) -> None:
+        """``task`` (or a job not run) is done: print it now or, with -k, at
+        its turn (``order``: 1, 2, ... among our jobs, whatever the shard)."""
         if not (self.opts.keep_order and not self.opts.results):
             self.unretired -= 1
             return
-        self.held[seq] = task
+        self.unprinted.pop(order, None)
+        self.held[order] = task
         while self.next_print in self.held:
             ready = self.held.pop(self.next_print)
             self.next_print += 1
             self.unretired -= 1
             if ready is not None:
                 self._print(ready)
+        head = self.unprinted.get(self.next_print)
+        if head is not None:  # -k --line-buffer: a running job's turn has come
+            for sink in (head.out, head.err):
+                if isinstance(sink, HeadLineWriter):
+                    sink.go_live()
 
     def _print(self, task: _Task) -> None:
         """A job's output (grouped), then our notes about it; then drop it all."""
         c = self.console
         tagger = task.tagger or Tagger(None)
         for fd, name, sink in ((1, "stdout", task.out), (2, "stderr", task.err)):
+            if isinstance(sink, HeadLineWriter):
+                sink.go_live()  # everything held, to its end
+                continue
             if not isinstance(sink, SpillBuffer):
                 continue
             if sink.cap is not None and sink.dropped and sink.error is None:
@@ -268,8 +398,10 @@ class Runner:
     # -- stopping ---------------------------------------------------------------------
 
     def _halt(self) -> None:
-        """Start nothing more; jobs not yet started are not run."""
+        """Start nothing more; jobs not yet started are not run; a job
+        waiting to run again ends with its last run."""
         self.halted = True
+        self._no_more_runs()
         for job in list(self.active):
             if job.state is JobState.PENDING:
                 job.cancel()
@@ -278,6 +410,7 @@ class Runner:
         """Stop everything: the queued are not run, the running get SIGTERM
         (SIGKILL after the grace); a second request SIGKILLs at once."""
         self.halted = True
+        self._no_more_runs()
         for job, task in list(self.active.items()):
             if job.state is JobState.PENDING:
                 job.cancel()
@@ -288,6 +421,11 @@ class Runner:
                 else:
                     job.cancel()
         self._killed = True
+
+    def _no_more_runs(self) -> None:
+        for task in self.retries.drain():
+            assert task.outcome is not None
+            self._finished(task, task.outcome)
 
     def _check_stops(self, signals: StopSignals) -> None:
         while signals.received:
@@ -307,7 +445,16 @@ class Runner:
         if o.line_buffer:
             self.console.grow_stdout_pipe()
         if o.joblog:
-            self.joblog = JobLog(o.joblog)
+            resuming = o.resume or o.resume_failed
+            try:
+                if resuming:
+                    self.skip = read_joblog(o.joblog, o.resume_failed)
+                if not o.dry_run:  # --dry-run --resume: what would run, the log untouched
+                    self.joblog = JobLog(o.joblog, append=resuming)
+            except OSError as exc:
+                self.console.write(2, f"pipereactor: cannot use the --joblog file: {exc}\n"
+                                   .encode("utf-8", "surrogateescape"))
+                return 2
         try:
             with StopSignals() as signals, selectors.DefaultSelector() as sel:
                 self._loop(signals, sel)
@@ -340,7 +487,7 @@ class Runner:
         return min(self.report.failed, 100)
 
     def _loop(self, signals: StopSignals, sel: selectors.BaseSelector) -> None:
-        with Reactor(max_parallel=self.opts.jobs) as reactor:
+        with Reactor(max_parallel=self.opts.jobs or None) as reactor:  # -j 0: no limit
             sel.register(reactor.fileno(), selectors.EVENT_READ, _REACTOR)
             wake = signals.fileno()
             if wake is not None:
@@ -349,6 +496,7 @@ class Runner:
             next_status = 0.0
             while True:
                 self._check_stops(signals)
+                self._run_again(reactor)
                 want = self._fill(reactor)
                 if want != reading:
                     if want:
@@ -361,9 +509,12 @@ class Runner:
                     else:
                         sel.unregister(self.reader.fd)
                     reading = want
-                if (self.input_done or self.halted) and not self.active:
+                if (self.input_done or self.halted) and not self.active and not self.retries:
                     break
                 timeout = reactor.next_timeout()
+                again = self.retries.timeout()
+                if again is not None:
+                    timeout = again if timeout is None else min(timeout, again)
                 if self.console.progress:
                     wait = max(0.0, next_status - time.monotonic())
                     timeout = wait if timeout is None else min(timeout, wait)
@@ -379,15 +530,33 @@ class Runner:
             if reading:
                 sel.unregister(self.reader.fd)
 
+    def _status_text(self, running: int) -> str:
+        """The status line's counters (the area's header): composed here only."""
+        r = self.report
+        return f"[{r.done}/{self.seen}] running {running}, failed {r.failed}"
+
     def _status(self) -> None:
+        """Redraw the status: on a terminal tall enough, the header and the
+        running jobs, longest-running first, as many as fit (``_live``);
+        else one line naming the longest-running job.  O(-j): ``active``
+        holds at most the window's jobs, whatever the number seen."""
         running = [(j, t) for j, t in self.active.items()
                    if j.state in (JobState.RUNNING, JobState.EXITED)]
-        r = self.report
-        text = f"[{r.done}/{self.seen}] running {len(running)}, failed {r.failed}"
+        text = self._status_text(len(running))
+        cols, rows = terminal_size()
+        room = job_rows(rows)
+        if room:
+            oldest = heapq.nsmallest(room, running, key=lambda jt: jt[0].started_at or 0.0)
+            lines = [text]
+            for job, task in oldest:
+                last = task.last.text() if task.last is not None else ""
+                lines.append(job_line(job.duration or 0.0, task.label(), last, cols))
+            self.console.status_area(lines, cols)
+            return
         if running:
             job, task = min(running, key=lambda jt: jt[0].started_at or 0.0)
-            text += f", longest {(job.duration or 0.0):.0f}s: {_printable(task.cmd.text())}"
-        self.console.status(text, terminal_width())
+            text += f", longest {(job.duration or 0.0):.0f}s: {task.label()}"
+        self.console.status(text, cols)
 
 
 def _printable(text: str) -> str:

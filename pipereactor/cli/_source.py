@@ -17,9 +17,11 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-__all__ = ["Command", "LineReader", "make_command", "plain_words"]
+from ._template import Template
+
+__all__ = ["Command", "LineReader", "build_command", "make_command", "no_job", "plain_words"]
 
 #: Read this much per read(): a pipe's default size.
 CHUNK = 65536
@@ -28,6 +30,8 @@ CHUNK = 65536
 class LineReader:
     """Complete lines from ``fd``, read on demand.
 
+    A line ends at ``sep`` (``\n``; NUL with ``-0``; ``-d``'s character).
+
     ``fileno()`` is the fd to wait on, or None when reads never block (a
     regular file: epoll refuses those, and a read returns at once).  On EOF,
     ``eof`` is set; a read error (EIO from a vanished terminal) is treated as
@@ -35,8 +39,9 @@ class LineReader:
     owns it.
     """
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, sep: bytes = b"\n") -> None:
         self.fd = fd
+        self.sep = sep
         self.eof = False
         self.error: OSError | None = None
         self._buf = bytearray()
@@ -45,7 +50,7 @@ class LineReader:
 
     def line(self) -> bytes | None:
         """The next complete line (without its ``\\n``) already read, or None."""
-        end = self._buf.find(b"\n", self._pos)
+        end = self._buf.find(self.sep, self._pos)
         if end < 0:
             if self.eof and self._pos < len(self._buf):
                 rest = bytes(self._buf[self._pos:])
@@ -54,7 +59,7 @@ class LineReader:
                 return rest
             return None
         line = bytes(self._buf[self._pos:end])
-        self._pos = end + 1
+        self._pos = end + len(self.sep)
         if self._pos >= CHUNK:  # drop what was consumed, amortised
             del self._buf[: self._pos]
             self._pos = 0
@@ -94,6 +99,7 @@ class Command:
     args: list[str] | str
     shell: bool
     error: str | None = None
+    items: list[str] = field(default_factory=list)  # what it was made from
 
     def text(self) -> str:
         """The command as a user would type it (for messages and the job log)."""
@@ -130,34 +136,42 @@ def plain_words(line: str) -> list[str] | None:
     return words
 
 
+def no_job(items: list[str], template: Template | None) -> bool:
+    """Whether these items make no job: without a template, a blank command
+    line or a ``#`` comment.  (Blank items of a streamed source never get
+    here; with a template, ``:::`` arguments are jobs even when blank.)"""
+    if template is not None:
+        return False
+    stripped = " ".join(items).strip()
+    return not stripped or stripped.startswith("#")
+
+
+def build_command(seq: int, items: list[str], template: Template | None, slot: int = 0
+                  ) -> Command:
+    """The command for one job's items: the template filled (``{#}`` is
+    ``seq``, ``{%}`` is ``slot``), or without one, the items as a shell
+    command line."""
+    line = " ".join(items)
+    if template is None:
+        words = plain_words(line)
+        cmd = Command(seq, line, line, True) if words is None else Command(seq, line, words, False)
+    else:
+        cmd = Command(seq, line, template.fill(items, seq, slot), template.shell)
+    cmd.items = items
+    if "\0" in line:
+        cmd.error = "the input line contains a NUL byte: it cannot be a command"
+    elif not cmd.shell and not cmd.args[0]:
+        cmd.error = "empty command"
+    return cmd
+
+
 def make_command(seq: int, raw: bytes, template: list[str], shell: bool) -> Command | None:
     """The command for one input line, or None for a line that is no job
     (blank; a ``#`` comment without a template)."""
     line = raw.decode("utf-8", "surrogateescape")
     if not line.strip(" \t\r\f\v"):
         return None
-    if not template:
-        stripped = line.strip()
-        if stripped.startswith("#"):
-            return None
-        args: list[str] | str
-        cmd = Command(seq, line, line, True)
-        words = plain_words(line)
-        if words is not None:
-            cmd.args, cmd.shell = words, False
-    elif shell:
-        quoted = shlex.quote(line)
-        words = [w.replace("{}", quoted) for w in template]
-        if not any("{}" in w for w in template):
-            words.append(quoted)
-        cmd = Command(seq, line, " ".join(words), True)
-    else:
-        argv = [w.replace("{}", line) for w in template]
-        if not any("{}" in w for w in template):
-            argv.append(line)
-        cmd = Command(seq, line, argv, False)
-    if "\0" in line:
-        cmd.error = "the input line contains a NUL byte: it cannot be a command"
-    elif not cmd.shell and not cmd.args[0]:
-        cmd.error = "empty command"
-    return cmd
+    tmpl = Template(template, shell=shell) if template else None
+    if no_job([line], tmpl):
+        return None
+    return build_command(seq, [line], tmpl)
