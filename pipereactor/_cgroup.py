@@ -166,11 +166,12 @@ def _rmdir_quietly(path: str) -> bool:
 class JobCgroup:
     """One job's cgroup: join it (``wrap``), signal it, watch it empty."""
 
-    __slots__ = ("path", "state", "_tick")
+    __slots__ = ("path", "state", "memory", "_tick")
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, memory: bool = False) -> None:
         self.path = path
         self.state = Tree.LIVE
+        self.memory = memory  # the memory controller is on: memory.peak exists
         self._tick = _TICK_MIN
 
     def next_tick(self) -> float:
@@ -271,10 +272,12 @@ class JobCgroup:
                     system = int(value) / 1e6
         except (OSError, ValueError):
             pass
-        try:
-            peak: int | None = int(_read(self.path + "/memory.peak"))
-        except (OSError, ValueError):
-            peak = None
+        peak = None
+        if self.memory:
+            try:
+                peak = int(_read(self.path + "/memory.peak"))
+            except (OSError, ValueError):
+                pass
         return user, system, peak
 
     def remove(self) -> bool:
@@ -308,11 +311,23 @@ class Containment:
         if not os.path.exists(self.path + "/cgroup.kill"):
             _rmdir_quietly(self.path)
             raise Unavailable("this kernel has no cgroup.kill (Linux 5.14 or later needed)")
+        self.memory = self._enable_memory()
+
+    def _enable_memory(self) -> bool:
+        """Turn the memory controller on for our jobs' cgroups, if our parent
+        passes it down to us (then ``memory.peak`` gives each job's peak)."""
+        try:
+            if "memory" not in _read(self.path + "/cgroup.controllers").split():
+                return False
+            _write(self.path + "/cgroup.subtree_control", "+memory")
+        except OSError:
+            return False
+        return True
 
     def new_job(self) -> JobCgroup:
         path = os.path.join(self.path, f"job.{next(self._jobs)}")
         os.mkdir(path)
-        return JobCgroup(path)
+        return JobCgroup(path, self.memory)
 
     def close(self) -> bool:
         """Remove our cgroup (its jobs' must be gone already); False if it
