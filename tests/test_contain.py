@@ -233,7 +233,7 @@ def test_the_cgroups_of_a_dead_reactor_are_removed_and_no_one_elses() -> None:
     dead = subprocess.Popen(["true"])
     dead.wait()
     stale = os.path.join(_PARENT, f"pipereactor.{dead.pid}.1.0")
-    foreign = os.path.join(_PARENT, "pipereactor-test-not-ours")
+    foreign = os.path.join(_PARENT, f"pipereactor-test-not-ours-{os.getpid()}")
     for path in (stale, stale + "/job.0", stale + "/job.1", foreign):
         os.mkdir(path)
     try:
