@@ -245,3 +245,24 @@ def test_the_cgroups_of_a_dead_reactor_are_removed_and_no_one_elses() -> None:
         for path in (stale + "/job.0", stale + "/job.1", stale, foreign):
             if os.path.exists(path):
                 os.rmdir(path)
+
+
+@pytest.mark.deadline(30)
+def test_an_error_in_the_loop_ends_every_tree() -> None:
+    """A sink raising: every contained job's tree is stopped before the
+    exception propagates, and the reactor's cgroups go with it."""
+    pids: list[int] = []
+
+    def take(line: str) -> None:
+        pids.append(int(line))
+        if len(pids) == 4:
+            raise RuntimeError("sink failed")
+
+    with pytest.raises(RuntimeError, match="sink failed"):
+        with pr.Reactor(contain=True) as reactor:
+            for _ in range(2):
+                reactor.spawn(["/bin/sh", "-c", ESCAPE + "exec sleep 1000"], kill_grace=0.5,
+                              stdout=pr.LineSink(take))
+    assert len(pids) == 4
+    for pid in pids:
+        wait_gone(pid, timeout=5)
