@@ -236,6 +236,84 @@ def test_job_slot_is_the_lowest_free_one(tmp_path: Path) -> None:
             runner.communicate()
 
 
+class _SaidLog:
+    """A fifo the jobs write "seq slot" lines to, read by the test without
+    polling: opened O_RDWR, so it never reads as at its end and the jobs'
+    opens never block."""
+
+    def __init__(self, path: Path) -> None:
+        os.mkfifo(path)
+        self.path = path
+        self.fd = os.open(path, os.O_RDWR)
+        self.said = b""
+
+    def lines(self, count: int) -> list[tuple[int, int]]:
+        """The first ``count`` lines, (seq, slot) each, once they are written."""
+        while self.said.count(b"\n") < count:
+            ready, _, _ = select.select([self.fd], [], [], 30)
+            assert ready, f"waited 30 s for {count} lines; got {self.said!r}"
+            self.said += os.read(self.fd, 4096)
+        return [(int(a), int(b)) for a, b in (x.split() for x in self.said.splitlines())][:count]
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+@pytest.mark.deadline(90)
+def test_keep_order_with_job_slots_runs_j_jobs_while_the_head_runs(tmp_path: Path) -> None:
+    """-k -j 2 with {%}: job 1 waits for the test; jobs 2, 3 and 4 end at
+    once, each in slot 2, while job 1 still runs in slot 1: -k holds their
+    output, not their start.  (They waited for job 1 to be printed: -k with
+    {%} ran fewer than -j jobs while the head ran.)"""
+    log = _SaidLog(tmp_path / "log")
+    os.mkfifo(tmp_path / "f1")
+    script = f"echo '{{#}} {{%}}' > {log.path}; [ {{#}} != 1 ] || cat {tmp_path}/f1; echo out {{#}}"
+    runner = subprocess.Popen([*CLI, "-k", "-j", "2", "--shell", "--", script,
+                               ":::", "a", "b", "c", "d"],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env=CLEAN)
+    try:
+        assert sorted(log.lines(4)) == [(1, 1), (2, 2), (3, 2), (4, 2)]
+        os.close(os.open(tmp_path / "f1", os.O_WRONLY))  # job 1 ends
+        out, err = runner.communicate(timeout=30)
+    finally:
+        log.close()
+        if runner.returncode is None:
+            runner.kill()
+            runner.communicate()
+    assert runner.returncode == 0, err
+    assert out == b"out 1\nout 2\nout 3\nout 4\n"
+
+
+@pytest.mark.deadline(90)
+def test_a_job_waiting_to_run_again_leaves_its_slot_to_the_next(tmp_path: Path) -> None:
+    """-j 1 with {%}: job 1 fails and waits 2 s to run again; job 2 starts
+    in slot 1 meanwhile (the wait holds no slot) and runs until the test
+    releases it; job 1's second run, due long before, waits for the slot
+    and gets slot 1, never a slot past -j."""
+    log = _SaidLog(tmp_path / "log")
+    os.mkfifo(tmp_path / "f2")
+    script = (f"echo '{{#}} {{%}}' > {log.path}; "
+              f"if [ {{#}} = 1 ]; then exit 3; fi; cat {tmp_path}/f2")
+    runner = subprocess.Popen([*CLI, "-j", "1", "--retries", "2", "--retry-delay", "2",
+                               "--shell", "--", script, ":::", "a", "b"],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env=CLEAN)
+    try:
+        assert log.lines(2) == [(1, 1), (2, 1)]
+        assert runner.poll() is None
+        os.close(os.open(tmp_path / "f2", os.O_WRONLY))  # job 2 ends
+        assert log.lines(3) == [(1, 1), (2, 1), (1, 1)]
+        out, err = runner.communicate(timeout=30)
+    finally:
+        log.close()
+        if runner.returncode is None:
+            runner.kill()
+            runner.communicate()
+    assert runner.returncode == 1, err
+    assert b"pipereactor: 1 ok, 1 failed (0 timed out) of 2" in err, err
+
+
 @pytest.mark.deadline(60)
 def test_shell_quotes_every_replacement_value(tmp_path: Path) -> None:
     """No item can inject shell syntax, whatever the replacement string."""
@@ -345,7 +423,10 @@ def test_retry_queue_doubles_with_an_injected_clock() -> None:
     now[0] = 101.0
     assert q.due() == ["a"] and q.timeout() == 1.0
     q.add("c", 5.0)
-    assert q.drain() == ["b", "c"] and len(q) == 0
+    now[0] = 110.0
+    assert q.due(limit=1) == ["b"] and q.due(limit=0) == [] and q.timeout() == 0.0
+    q.add("d", 0.0)
+    assert q.drain() == ["c", "d"] and len(q) == 0
 
 
 @pytest.mark.deadline(60)

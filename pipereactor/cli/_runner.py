@@ -88,11 +88,12 @@ class Runner:
         self.retries: RetryQueue[Task] = RetryQueue()
         self.slots = Slots(self.template is not None and self.template.uses_slot)
         self.unretired = 0  # made, and not yet finished (-k: printed)
-        # --results opens a job's files when it is spawned: spawn only into a free slot.
-        # So does {%} (a job's slot is known when it can start at once).  -j 0: no limit.
-        uses_slot = self.template is not None and self.template.uses_slot
-        self.window = (opts.jobs if opts.results or uses_slot else (1 + LOOKAHEAD) * opts.jobs
-                       ) or 1 << 62
+        # Jobs made and not yet finished (-k: printed) at most.  -j 0: no limit.
+        self.window = (1 + LOOKAHEAD) * opts.jobs or 1 << 62
+        # --results opens a job's files when it is spawned, and {%} is known
+        # only when a job can start at once: then spawn only into a free slot
+        # (see _slot_free).  Jobs waiting for their turn to print hold none.
+        self.tight = bool(opts.results) or self.slots.used
         self.halted = False  # start nothing more
         self.stop_signal: int | None = None
         self.epipe = False
@@ -109,7 +110,7 @@ class Runner:
         """Make jobs from the lines at hand while there is room; True when
         another line is wanted and must be read first."""
         o = self.opts
-        while not self.halted and not self.input_done and self.unretired < self.window:
+        while not self.halted and not self.input_done and self._room():
             items = self.records.next()
             if items is None:
                 if self.records.done:
@@ -138,6 +139,16 @@ class Runner:
             self.unretired += 1
             self._spawn(reactor, build_command(k + 1, items, self.template, slot), slot)
         return False
+
+    def _slot_free(self) -> bool:
+        """Whether a job spawned now would start at once, when it must (see
+        ``tight``); always True otherwise (the reactor queues it)."""
+        jobs = self.opts.jobs
+        return not self.tight or not jobs or len(self.active) < jobs
+
+    def _room(self) -> bool:
+        """Whether another job may be made from the input now."""
+        return self.unretired < self.window and self._slot_free()
 
     def _dry_run(self, cmd: Command) -> None:
         """--dry-run: the command as it would run, one per line; nothing runs."""
@@ -208,8 +219,13 @@ class Runner:
             self.printer.started(task)
 
     def _run_again(self, reactor: Reactor) -> None:
-        """The failed jobs whose wait is over, run again (with a new {%})."""
-        for task in self.retries.due():
+        """The failed jobs whose wait is over, run again (with a new {%}),
+        before any new job; when a job must start as it is spawned, only as
+        many as there are free slots (the others wait for one)."""
+        limit = None
+        if self.tight and self.opts.jobs:
+            limit = max(self.opts.jobs - len(self.active), 0)
+        for task in self.retries.due(limit):
             task.discard()  # only the last run's output counts
             task.runs += 1
             self.report.retried += 1
@@ -419,7 +435,9 @@ class Runner:
                 if (self.input_done or self.halted) and not self.active and not self.retries:
                     break
                 timeout = reactor.next_timeout()
-                again = self.retries.timeout()
+                # A run again that is due but has no slot waits for a job to
+                # end (the reactor's fd), not for the clock.
+                again = self.retries.timeout() if self._slot_free() else None
                 if again is not None:
                     timeout = again if timeout is None else min(timeout, again)
                 if self.console.progress:
