@@ -115,6 +115,61 @@ def test_keep_order_line_buffer_passes_a_job_that_cannot_start() -> None:
     assert done.stderr.startswith("pipereactor: /nonexistent/prog: not found\n"), done.stderr
 
 
+#: A job for -k --line-buffer --retries, run in a directory with fifos "fa"
+#: and "log": it says "try NAME RUN" (RUN counts from 0).  Job b fails its
+#: first run at once and tells the log each run; job a's first run waits for
+#: the test, then exits A_EXIT.
+RETRIED = ("n=$(cat {}.runs 2>/dev/null | wc -l); echo x >> {}.runs; echo try {} $n\n"
+           "if [ {} = b ]; then echo b $n > log; [ $n != 0 ]; exit; fi\n"
+           "if [ $n = 0 ]; then cat fa >/dev/null; exit A_EXIT; fi\n")
+
+
+def _keep_order_retries(tmp_path: Path, a_fails: bool, *args: str) -> bytes:
+    """Run a (the head) and b under -j 2 -k --line-buffer --retries 2:
+    b fails while a runs and is held; a ends once b's runs are logged."""
+    for name in ("fa", "log"):
+        os.mkfifo(tmp_path / name)
+    log = os.open(tmp_path / "log", os.O_RDWR)  # never at its end; the jobs' opens never block
+    runner = subprocess.Popen([*CLI, "-j", "2", "-k", "--line-buffer", "--retries", "2", *args,
+                               "--shell", "--", RETRIED.replace("A_EXIT", str(int(a_fails))),
+                               ":::", "a", "b"],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env=ENV, cwd=tmp_path)
+    try:
+        assert runner.stdout
+        seen = read_until(runner.stdout.fileno(), b"try a 0\n")
+        # b's first run has failed (and with no delay, its second ended).
+        read_until(log, b"b 1\n" if not args else b"b 0\n")
+        release(tmp_path / "fa")
+        out, err = runner.communicate(timeout=30)
+    finally:
+        os.close(log)
+        stop(runner)
+    assert runner.returncode == 0, err
+    return seen + out
+
+
+@pytest.mark.deadline(60)
+def test_keep_order_line_buffer_retries_print_the_heads_runs_and_a_held_jobs_last(
+        tmp_path: Path) -> None:
+    """The head's failed run was printed as it came (it cannot be taken
+    back), a held job's failed run is dropped: GNU parallel 20221122 prints
+    exactly this for ``parallel -j2 -k --line-buffer --retries 2 'RETRIED'
+    ::: a b`` (a's wait a sleep of 1 s)."""
+    assert _keep_order_retries(tmp_path, True) == b"try a 0\ntry a 1\ntry b 1\n"
+
+
+@pytest.mark.deadline(60)
+def test_a_held_job_waiting_to_run_again_when_its_turn_comes_shows_only_its_last_run(
+        tmp_path: Path) -> None:
+    """b fails while held and waits 3 s to run again; a ends meanwhile, so
+    b's turn comes while it waits.  Its failed run's output was held, and
+    stays unprinted (as GNU parallel drops a held job's failed run); b's
+    next run prints live.  (Its failed run was printed when its turn came.)"""
+    out = _keep_order_retries(tmp_path, False, "--retry-delay", "3")
+    assert out == b"try a 0\ntry b 1\n"
+
+
 def test_head_line_writer_spills_what_it_holds_and_prints_it_whole() -> None:
     """In process: held output past the memory budget goes to a file, comes
     back in order when the job becomes the head, with the tag after each

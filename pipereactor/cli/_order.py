@@ -41,8 +41,15 @@ class Printer:
         return order == self.next_print
 
     def started(self, task: Task) -> None:
-        """-k --line-buffer: ``task`` runs and will go live at its turn."""
+        """-k --line-buffer: ``task`` runs (or runs again) and will go live at its turn."""
         self.unprinted[task.order] = task
+
+    def run_again_later(self, task: Task) -> None:
+        """-k --line-buffer: ``task`` failed and waits to run again.  If its
+        turn comes meanwhile, what that run held is not shown (only its last
+        run counts, as GNU parallel drops a held job's failed run); its next
+        run starts live then (see :meth:`is_head`)."""
+        self.unprinted.pop(task.order, None)
 
     def finished(self, task: Task) -> int:
         """``task`` is done: print it now or, with -k, at its turn.  Returns

@@ -306,6 +306,8 @@ class Runner:
         if not ok and task.runs < o.retries and not task.stopped and not self.halted:
             task.outcome = outcome  # what counts if it never runs again (a stop)
             self.retries.add(task, retry_wait(o.retry_delay, task.runs))
+            if self.head_mode:
+                self.printer.run_again_later(task)
             return
         self._finished(task, outcome)
 
