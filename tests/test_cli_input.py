@@ -144,6 +144,21 @@ def test_dry_run_prints_the_commands_and_runs_nothing(tmp_path: Path) -> None:
 
 
 @pytest.mark.deadline(60)
+def test_dry_run_tags_as_gnu_parallel_and_its_summary_runs_nothing() -> None:
+    """--tag prefixes each command as GNU parallel 20221122 prints
+    ``parallel --dry-run --tag -k echo {} ::: a b ::: 1 2``; the summary
+    (--progress) says what was printed, not "0 ok" of jobs never run."""
+    done = run("--dry-run", "--tag", "-k", "echo", "{}", ":::", "a", "b", ":::", "1", "2")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "a 1\techo a 1\na 2\techo a 2\nb 1\techo b 1\nb 2\techo b 2\n"
+    done = run("--progress", "--dry-run", "--shard", "1/2", "echo", ":::", "a", "b", "c")
+    assert done.returncode == 0 and done.stdout == "echo a\necho c\n", done.stderr
+    assert done.stderr.startswith(
+        "pipereactor: shard 1/2: --dry-run: 2 commands printed, none run in "), done.stderr
+    assert " ok" not in done.stderr
+
+
+@pytest.mark.deadline(60)
 def test_version() -> None:
     from pipereactor import __version__
 

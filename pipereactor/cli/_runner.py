@@ -151,12 +151,14 @@ class Runner:
         return self.unretired < self.window and self._slot_free()
 
     def _dry_run(self, cmd: Command) -> None:
-        """--dry-run: the command as it would run, one per line; nothing runs."""
+        """--dry-run: the command as it would run, one per line (after
+        ``--tag``'s prefix, as GNU parallel prints it); nothing runs."""
         if cmd.error is not None:
             self.console.write(2, f"pipereactor: cannot run line {cmd.seq}: {cmd.error}\n"
                                .encode("utf-8", "surrogateescape"))
             return
-        self.console.write(1, cmd.text().encode("utf-8", "surrogateescape") + b"\n")
+        tag = cmd.line + "\t" if self.opts.tag else ""
+        self.console.write(1, f"{tag}{cmd.text()}\n".encode("utf-8", "surrogateescape"))
 
     def _sinks(self, cmd: Command, order: int) -> tuple[Any, Any, Tagger | None]:
         o = self.opts
@@ -396,7 +398,8 @@ class Runner:
         if self.console.progress or self.report.failed or interrupted:
             # After EPIPE the reader has what it wanted: the total only.
             details = not self.epipe
-            for line in self.report.lines(self.seen, interrupted, self.console.progress, details):
+            for line in self.report.lines(self.seen, interrupted, self.console.progress, details,
+                                          dry_run=self.opts.dry_run):
                 self.console.write(2, line)
         if self.reader.error is not None:
             # Treated as the end of input (EIO: the terminal went away), but said.
@@ -460,6 +463,8 @@ class Runner:
     def _status_text(self, running: int) -> str:
         """The status line's counters (the area's header): composed here only."""
         r = self.report
+        if self.opts.dry_run:
+            return f"[{self.seen} printed] --dry-run: nothing runs"
         return f"[{r.done}/{self.seen}] running {running}, failed {r.failed}"
 
     def _status(self) -> None:
