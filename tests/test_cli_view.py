@@ -451,6 +451,19 @@ def test_the_view_is_redrawn_at_most_ten_times_a_second() -> None:
     assert any(re.search(r"\| step \d+$", line) for frame in frames for line in frame[1:])
 
 
+@pytest.mark.deadline(60)
+def test_the_view_counts_a_job_waiting_to_run_again() -> None:
+    """A job that failed and waits (--retry-delay) to run again is neither
+    running nor done: the header says it waits, and for how many jobs."""
+    term = Terminal(30, 100, ["--retries", "2", "--retry-delay", "600", "--shard", "2/2",
+                              "--", sys.executable, "-c", "exit(1)"], b"a\nb\n")
+    try:
+        term.read_until(lambda t: "[shard 2/2] [0/1] running 0, failed 0, 1 to run again"
+                        in t.text())
+    finally:
+        term.close()
+
+
 def test_last_line_keeps_a_bounded_tail_and_shows_what_a_terminal_would() -> None:
     from pipereactor.cli._live import KEEP, LastLine
 

@@ -465,7 +465,10 @@ class Runner:
         r = self.report
         if self.opts.dry_run:
             return f"[{self.seen} printed] --dry-run: nothing runs"
-        return f"[{r.done}/{self.seen}] running {running}, failed {r.failed}"
+        text = f"[{r.done}/{self.seen}] running {running}, failed {r.failed}"
+        if self.retries:  # neither running nor done: say so, or the wait looks like a hang
+            text += f", {len(self.retries)} to run again"
+        return text
 
     def _status(self) -> None:
         """Redraw the status (``_status``).  O(-j): ``active`` holds at most
