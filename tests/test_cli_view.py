@@ -124,50 +124,66 @@ RETRIED = ("n=$(cat {}.runs 2>/dev/null | wc -l); echo x >> {}.runs; echo try {}
            "if [ $n = 0 ]; then cat fa >/dev/null; exit A_EXIT; fi\n")
 
 
-def _keep_order_retries(tmp_path: Path, a_fails: bool, *args: str) -> bytes:
-    """Run a (the head) and b under -j 2 -k --line-buffer --retries 2:
-    b fails while a runs and is held; a ends once b's runs are logged."""
+@pytest.mark.deadline(60)
+def test_keep_order_line_buffer_retries_print_the_heads_runs_and_a_held_jobs_last(
+        tmp_path: Path) -> None:
+    """-j 2: b fails while a (the head) runs and is held; its second run
+    ends (the log says so) before the test lets a's first run end, failed.
+    The head's failed run was printed as it came (it cannot be taken back),
+    the held job's is dropped: GNU parallel 20221122 prints exactly this for
+    ``parallel -j2 -k --line-buffer --retries 2 'RETRIED' ::: a b`` (a's
+    wait a sleep of 1 s, A_EXIT 1)."""
     for name in ("fa", "log"):
         os.mkfifo(tmp_path / name)
     log = os.open(tmp_path / "log", os.O_RDWR)  # never at its end; the jobs' opens never block
-    runner = subprocess.Popen([*CLI, "-j", "2", "-k", "--line-buffer", "--retries", "2", *args,
-                               "--shell", "--", RETRIED.replace("A_EXIT", str(int(a_fails))),
-                               ":::", "a", "b"],
+    runner = subprocess.Popen([*CLI, "-j", "2", "-k", "--line-buffer", "--retries", "2",
+                               "--shell", "--", RETRIED.replace("A_EXIT", "1"), ":::", "a", "b"],
                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, env=ENV, cwd=tmp_path)
     try:
         assert runner.stdout
         seen = read_until(runner.stdout.fileno(), b"try a 0\n")
-        # b's first run has failed (and with no delay, its second ended).
-        read_until(log, b"b 1\n" if not args else b"b 0\n")
+        read_until(log, b"b 1\n")
         release(tmp_path / "fa")
         out, err = runner.communicate(timeout=30)
     finally:
         os.close(log)
         stop(runner)
     assert runner.returncode == 0, err
-    return seen + out
-
-
-@pytest.mark.deadline(60)
-def test_keep_order_line_buffer_retries_print_the_heads_runs_and_a_held_jobs_last(
-        tmp_path: Path) -> None:
-    """The head's failed run was printed as it came (it cannot be taken
-    back), a held job's failed run is dropped: GNU parallel 20221122 prints
-    exactly this for ``parallel -j2 -k --line-buffer --retries 2 'RETRIED'
-    ::: a b`` (a's wait a sleep of 1 s)."""
-    assert _keep_order_retries(tmp_path, True) == b"try a 0\ntry a 1\ntry b 1\n"
+    assert seen + out == b"try a 0\ntry a 1\ntry b 1\n"
 
 
 @pytest.mark.deadline(60)
 def test_a_held_job_waiting_to_run_again_when_its_turn_comes_shows_only_its_last_run(
         tmp_path: Path) -> None:
-    """b fails while held and waits 3 s to run again; a ends meanwhile, so
-    b's turn comes while it waits.  Its failed run's output was held, and
-    stays unprinted (as GNU parallel drops a held job's failed run); b's
-    next run prints live.  (Its failed run was printed when its turn came.)"""
-    out = _keep_order_retries(tmp_path, False, "--retry-delay", "3")
-    assert out == b"try a 0\ntry b 1\n"
+    """b fails while held and waits 5 s to run again (the status on the
+    terminal says so); a ends meanwhile, so b's turn comes while it waits.
+    Its failed run's output was held, and stays unprinted (as GNU parallel
+    drops a held job's failed run); its next run prints live.  (The failed
+    run was printed when its turn came.)"""
+    for name in ("fa", "log"):
+        os.mkfifo(tmp_path / name)
+    log = os.open(tmp_path / "log", os.O_RDWR)
+    r, w = os.pipe()
+    try:
+        term = Terminal(30, 100, ["-j", "2", "-k", "--line-buffer", "--retries", "2",
+                                  "--retry-delay", "5", "--shell", "--",
+                                  f"cd {tmp_path}; " + RETRIED.replace("A_EXIT", "0"),
+                                  ":::", "a", "b"], b"", stdout=w)
+    finally:
+        os.close(w)
+    try:
+        term.read_until(lambda t: "1 to run again" in t.text())
+        release(tmp_path / "fa")
+        assert term.finish() == 0
+        with os.fdopen(r, "rb") as out:
+            r = -1
+            assert out.read() == b"try a 0\ntry b 1\n"
+    finally:
+        if r >= 0:
+            os.close(r)
+        os.close(log)
+        term.close()
 
 
 def test_head_line_writer_spills_what_it_holds_and_prints_it_whole() -> None:
