@@ -52,6 +52,16 @@ def test_replacement_strings_as_gnu_parallel_prints_them() -> None:
     )
 
 
+@pytest.mark.deadline(60)
+def test_dirname_of_a_path_with_a_trailing_slash_as_gnu_parallel() -> None:
+    """{//} is dirname(1)'s: a trailing slash does not make an empty last
+    component (``ls -d */`` gives ``dir/``, whose {//} is ``.``), as GNU
+    parallel 20221122 prints for ``parallel -k echo {//} {/} ::: ...``."""
+    done = run("-k", "echo", "{//}", "{/}", ":::", "a/", "a/b/", "/a/", "a/b//", "dir/sub/", "/")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ". \na \n/ \na \ndir \n/ \n"
+
+
 @pytest.mark.deadline(120)
 def test_sources_combine_in_gnu_parallels_order(tmp_path: Path) -> None:
     assert run("-k", "echo", "{1}", "{2}", ":::", "a", "b", ":::", "1", "2").stdout == (
