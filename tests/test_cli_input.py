@@ -475,11 +475,11 @@ def test_a_run_again_cancelled_before_it_starts_counts_its_last_run(tmp_path: Pa
     """-j 1: job 1 fails; its second run is queued behind job 2 (held by the
     test) and job 3 (no such program).  Job 3 halts the run, so job 1's
     second run never starts: job 1 counts failed with its first run, never
-    as "not run"."""
+    as "not run", and its first run's output is printed and summed up."""
     runs, pids, fifo = tmp_path / "runs", tmp_path / "pids", tmp_path / "go"
     os.mkfifo(fifo)
     hold = os.path.join(os.path.dirname(__file__), "children", "hold.py")
-    lines = (f"echo run >> {runs}; exit 4\n{sys.executable} {hold} {pids} {fifo}\n"
+    lines = (f"echo run >> {runs}; echo out 1; exit 4\n{sys.executable} {hold} {pids} {fifo}\n"
              "/nonexistent/program\n")
     runner = subprocess.Popen([*CLI, "-j", "1", "--halt-on-error", "--retries", "2"],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -497,7 +497,8 @@ def test_a_run_again_cancelled_before_it_starts_counts_its_last_run(tmp_path: Pa
             runner.kill()
             runner.communicate()
     assert runner.returncode == 2 and runs.read_text() == "run\n"
-    assert b"pipereactor: job 1 failed (exit 4)" in err
+    assert out == b"out 1\n"
+    assert b"pipereactor: job 1 failed (exit 4)" in err and b"  stdout| out 1\n" in err
     assert b"pipereactor: 1 ok, 2 failed (0 timed out) of 3" in err, err
 
 

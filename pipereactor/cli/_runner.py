@@ -228,7 +228,7 @@ class Runner:
         if self.tight and self.opts.jobs:
             limit = max(self.opts.jobs - len(self.active), 0)
         for task in self.retries.due(limit):
-            task.discard()  # only the last run's output counts
+            task.run_again()  # only the last run's output counts, once the next one starts
             task.runs += 1
             self.report.retried += 1
             slot = self.slots.take()
@@ -265,8 +265,10 @@ class Runner:
         task.slot = 0
         cmd = task.cmd
         if job.cancelled and job.started_at is None and task.outcome is not None:
-            self._finished(task, task.outcome)  # a run again that never started: the last counts
+            task.never_ran_again()  # a run again that never started: the last counts
+            self._finished(task, task.outcome)
             return
+        task.ran()
         if job.cancelled and job.started_at is None:
             self.report.not_run += 1  # --halt-on-error or a stop came first
             task.discard()
@@ -314,6 +316,7 @@ class Runner:
         self._finished(task, outcome)
 
     def _finished(self, task: Task, outcome: Outcome) -> None:
+        task.ran()  # a run again that could not start: it counts
         if not outcome.ok:
             outcome.out_tail = output_tail(task.out)
             outcome.err_tail = output_tail(task.err) + task.note

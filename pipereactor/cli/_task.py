@@ -27,7 +27,7 @@ class Task:
     """A job of ours, from its input line to its printing."""
 
     __slots__ = ("cmd", "out", "err", "tagger", "stopped", "note", "outcome", "runs", "slot",
-                 "order", "last", "_label")
+                 "order", "last", "_label", "_earlier")
 
     def __init__(self, cmd: Command, out: Any, err: Any, tagger: Tagger | None) -> None:
         self.cmd = cmd
@@ -42,6 +42,7 @@ class Task:
         self.order = 0  # -k: its place among our jobs (seq has gaps with --shard, --resume)
         self.last: LastLine | None = None  # its last line, for the running jobs' view
         self._label: str | None = None
+        self._earlier: tuple[Any, Any] | None = None  # the failed run's sinks (--retries)
 
     def label(self) -> str:
         """Its command, printable and cut, for the status: made once, as a
@@ -50,11 +51,37 @@ class Task:
             self._label = _printable(self.cmd.text()[:LABEL_CHARS])
         return self._label
 
+    def run_again(self) -> None:
+        """It runs again (``--retries``): its failed run's sinks are set aside,
+        kept until the next run starts (:meth:`ran`), and ``out``/``err`` are
+        None until the next run's are made."""
+        self.ran()
+        self._earlier, self.out, self.err = (self.out, self.err), None, None
+
+    def ran(self) -> None:
+        """Its next run started (or failed to): only that run counts now;
+        the failed run's output is dropped."""
+        if self._earlier is not None:
+            _discard(self._earlier)
+            self._earlier = None
+
+    def never_ran_again(self) -> None:
+        """Its next run was cancelled before it started (a halt, a stop): it
+        ends with the failed run, whose output comes back to be printed."""
+        if self._earlier is not None:
+            _discard((self.out, self.err))
+            (self.out, self.err), self._earlier = self._earlier, None
+
     def discard(self) -> None:
         """Drop the output held for it (memory and spill files).  Idempotent."""
-        for sink in (self.out, self.err):
-            if isinstance(sink, (SpillBuffer, LineWriter)):
-                sink.discard()
+        _discard((self.out, self.err))
+        self.ran()
+
+
+def _discard(sinks: tuple[Any, Any]) -> None:
+    for sink in sinks:
+        if isinstance(sink, (SpillBuffer, LineWriter)):
+            sink.discard()
 
 
 def _printable(text: str) -> str:
