@@ -52,9 +52,10 @@ class Task:
         return self._label
 
     def run_again(self) -> None:
-        """It runs again (``--retries``): its failed run's sinks are set aside,
-        kept until the next run starts (:meth:`ran`), and ``out``/``err`` are
-        None until the next run's are made."""
+        """It runs again (``--retries``): its failed run's sinks are set aside
+        until the next run is known to have started (:meth:`ran`, called when
+        that run ends: the reactor does not tell us when a queued job starts),
+        and ``out``/``err`` are None until the next run's are made."""
         self.ran()
         self._earlier, self.out, self.err = (self.out, self.err), None, None
 
