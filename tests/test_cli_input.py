@@ -312,7 +312,7 @@ def test_keep_order_with_job_slots_runs_j_jobs_while_the_head_runs(tmp_path: Pat
 
 @pytest.mark.deadline(90)
 def test_a_job_waiting_to_run_again_leaves_its_slot_to_the_next(tmp_path: Path) -> None:
-    """-j 1 with {%}: job 1 fails and waits 2 s to run again; job 2 starts
+    """-j 1 with {%}: job 1 fails and waits 5 s to run again; job 2 starts
     in slot 1 meanwhile (the wait holds no slot) and runs until the test
     releases it; job 1's second run, due long before, waits for the slot
     and gets slot 1, never a slot past -j."""
@@ -320,7 +320,7 @@ def test_a_job_waiting_to_run_again_leaves_its_slot_to_the_next(tmp_path: Path) 
     os.mkfifo(tmp_path / "f2")
     script = (f"echo '{{#}} {{%}}' > {log.path}; "
               f"if [ {{#}} = 1 ]; then exit 3; fi; cat {tmp_path}/f2")
-    runner = subprocess.Popen([*CLI, "-j", "1", "--retries", "2", "--retry-delay", "2",
+    runner = subprocess.Popen([*CLI, "-j", "1", "--retries", "2", "--retry-delay", "5",
                                "--shell", "--", script, ":::", "a", "b"],
                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, env=CLEAN)
