@@ -131,7 +131,8 @@ class Runner:
                 continue
             self.seen += 1
             if o.dry_run:
-                # As GNU parallel shows {%}: as if each job ended before the next.
+                # {%} cycles 1..-j, as if the jobs ran -j at a time: GNU parallel
+                # 20221122 dry-runs its jobs, so its {%} varies from run to run.
                 slot = (self.seen - 1) % o.jobs + 1 if o.jobs else self.seen
                 self._dry_run(build_command(k + 1, items, self.template, slot))
                 continue
