@@ -106,6 +106,19 @@ def test_keep_order_line_buffer_holds_big_output_whole_until_its_turn(tmp_path: 
     assert out.decode() == want
 
 
+@pytest.mark.deadline(60)
+def test_keep_order_line_buffer_under_shard_and_resume_follows_our_jobs(tmp_path: Path) -> None:
+    """Shard 2/2 of 8 jobs, job 2 already in the job log: our jobs are 4,
+    6 and 8, and the head is the earliest of ours (sequence numbers have
+    gaps): all are printed, in order, and the run ends."""
+    joblog = tmp_path / "jl"
+    joblog.write_text("Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\t"
+                      "Command\n2\t:\t1.0\t0.1\t0\t2\t0\t0\techo 2\n")
+    done = cli("-k", "--line-buffer", "--shard", "2/2", "--resume", "--joblog", str(joblog),
+               "-j", "3", "--", "echo", "{#}", ":::", *"abcdefgh")
+    assert (done.returncode, done.stdout) == (0, "4\n6\n8\n"), done.stderr
+
+
 def test_keep_order_line_buffer_passes_a_job_that_cannot_start() -> None:
     """The head cannot start: its message is printed at its turn and the
     next job becomes the head (as with -k alone, nothing waits for ever)."""
