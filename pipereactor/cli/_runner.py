@@ -66,6 +66,9 @@ _INPUT, _REACTOR, _SIGNAL = "input", "reactor", "signal"
 
 
 class Runner:
+    """One run of the command line: the jobs ``records`` make, run as the
+    module docstring says.  :meth:`run` once; it returns the exit status."""
+
     def __init__(self, opts: Options, console: Console, reader: LineReader | ArgList,
                  records: Records | None = None) -> None:
         self.opts = opts
