@@ -52,6 +52,16 @@ def test_replacement_strings_as_gnu_parallel_prints_them() -> None:
     )
 
 
+@pytest.mark.deadline(60)
+def test_dirname_of_a_path_with_a_trailing_slash_as_gnu_parallel() -> None:
+    """{//} is dirname(1)'s: a trailing slash does not make an empty last
+    component (``ls -d */`` gives ``dir/``, whose {//} is ``.``), as GNU
+    parallel 20221122 prints for ``parallel -k echo {//} {/} ::: ...``."""
+    done = run("-k", "echo", "{//}", "{/}", ":::", "a/", "a/b/", "/a/", "a/b//", "dir/sub/", "/")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ". \na \n/ \na \ndir \n/ \n"
+
+
 @pytest.mark.deadline(120)
 def test_sources_combine_in_gnu_parallels_order(tmp_path: Path) -> None:
     assert run("-k", "echo", "{1}", "{2}", ":::", "a", "b", ":::", "1", "2").stdout == (
@@ -134,13 +144,28 @@ def test_max_args_waits_for_a_full_group_not_for_end_of_input() -> None:
 
 @pytest.mark.deadline(60)
 def test_dry_run_prints_the_commands_and_runs_nothing(tmp_path: Path) -> None:
-    # GNU parallel's --dry-run shows {%} as if each job ended before the next.
+    # {%} cycles 1..-j (GNU parallel 20221122 prints this, or 1 1 2: it varies).
     done = run("--dry-run", "-j", "2", "echo", "{%}", "{#}", ":::", "a", "b", "c")
     assert done.returncode == 0 and done.stdout == "echo 1 1\necho 2 2\necho 1 3\n"
     marker = tmp_path / "ran"
     done = run("--dry-run", "--shell", "--", f"touch {marker}; echo {{}}", input="x y\n")
     assert done.stdout == f"touch {marker}; echo 'x y'\n" and done.stderr == ""
     assert not marker.exists()
+
+
+@pytest.mark.deadline(60)
+def test_dry_run_tags_as_gnu_parallel_and_its_summary_runs_nothing() -> None:
+    """--tag prefixes each command as GNU parallel 20221122 prints
+    ``parallel --dry-run --tag -k echo {} ::: a b ::: 1 2``; the summary
+    (--progress) says what was printed, not "0 ok" of jobs never run."""
+    done = run("--dry-run", "--tag", "-k", "echo", "{}", ":::", "a", "b", ":::", "1", "2")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "a 1\techo a 1\na 2\techo a 2\nb 1\techo b 1\nb 2\techo b 2\n"
+    done = run("--progress", "--dry-run", "--shard", "1/2", "echo", ":::", "a", "b", "c")
+    assert done.returncode == 0 and done.stdout == "echo a\necho c\n", done.stderr
+    assert done.stderr.startswith(
+        "pipereactor: shard 1/2: --dry-run: 2 commands printed, none run in "), done.stderr
+    assert " ok" not in done.stderr
 
 
 @pytest.mark.deadline(60)
@@ -234,6 +259,84 @@ def test_job_slot_is_the_lowest_free_one(tmp_path: Path) -> None:
         if runner.returncode is None:
             runner.kill()
             runner.communicate()
+
+
+class _SaidLog:
+    """A fifo the jobs write "seq slot" lines to, read by the test without
+    polling: opened O_RDWR, so it never reads as at its end and the jobs'
+    opens never block."""
+
+    def __init__(self, path: Path) -> None:
+        os.mkfifo(path)
+        self.path = path
+        self.fd = os.open(path, os.O_RDWR)
+        self.said = b""
+
+    def lines(self, count: int) -> list[tuple[int, int]]:
+        """The first ``count`` lines, (seq, slot) each, once they are written."""
+        while self.said.count(b"\n") < count:
+            ready, _, _ = select.select([self.fd], [], [], 30)
+            assert ready, f"waited 30 s for {count} lines; got {self.said!r}"
+            self.said += os.read(self.fd, 4096)
+        return [(int(a), int(b)) for a, b in (x.split() for x in self.said.splitlines())][:count]
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+@pytest.mark.deadline(90)
+def test_keep_order_with_job_slots_runs_j_jobs_while_the_head_runs(tmp_path: Path) -> None:
+    """-k -j 2 with {%}: job 1 waits for the test; jobs 2, 3 and 4 end at
+    once, each in slot 2, while job 1 still runs in slot 1: -k holds their
+    output, not their start.  (They waited for job 1 to be printed: -k with
+    {%} ran fewer than -j jobs while the head ran.)"""
+    log = _SaidLog(tmp_path / "log")
+    os.mkfifo(tmp_path / "f1")
+    script = f"echo '{{#}} {{%}}' > {log.path}; [ {{#}} != 1 ] || cat {tmp_path}/f1; echo out {{#}}"
+    runner = subprocess.Popen([*CLI, "-k", "-j", "2", "--shell", "--", script,
+                               ":::", "a", "b", "c", "d"],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env=CLEAN)
+    try:
+        assert sorted(log.lines(4)) == [(1, 1), (2, 2), (3, 2), (4, 2)]
+        os.close(os.open(tmp_path / "f1", os.O_WRONLY))  # job 1 ends
+        out, err = runner.communicate(timeout=30)
+    finally:
+        log.close()
+        if runner.returncode is None:
+            runner.kill()
+            runner.communicate()
+    assert runner.returncode == 0, err
+    assert out == b"out 1\nout 2\nout 3\nout 4\n"
+
+
+@pytest.mark.deadline(90)
+def test_a_job_waiting_to_run_again_leaves_its_slot_to_the_next(tmp_path: Path) -> None:
+    """-j 1 with {%}: job 1 fails and waits 5 s to run again; job 2 starts
+    in slot 1 meanwhile (the wait holds no slot) and runs until the test
+    releases it; job 1's second run, due long before, waits for the slot
+    and gets slot 1, never a slot past -j."""
+    log = _SaidLog(tmp_path / "log")
+    os.mkfifo(tmp_path / "f2")
+    script = (f"echo '{{#}} {{%}}' > {log.path}; "
+              f"if [ {{#}} = 1 ]; then exit 3; fi; cat {tmp_path}/f2")
+    runner = subprocess.Popen([*CLI, "-j", "1", "--retries", "2", "--retry-delay", "5",
+                               "--shell", "--", script, ":::", "a", "b"],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env=CLEAN)
+    try:
+        assert log.lines(2) == [(1, 1), (2, 1)]
+        assert runner.poll() is None
+        os.close(os.open(tmp_path / "f2", os.O_WRONLY))  # job 2 ends
+        assert log.lines(3) == [(1, 1), (2, 1), (1, 1)]
+        out, err = runner.communicate(timeout=30)
+    finally:
+        log.close()
+        if runner.returncode is None:
+            runner.kill()
+            runner.communicate()
+    assert runner.returncode == 1, err
+    assert b"pipereactor: 1 ok, 1 failed (0 timed out) of 2" in err, err
 
 
 @pytest.mark.deadline(60)
@@ -345,7 +448,10 @@ def test_retry_queue_doubles_with_an_injected_clock() -> None:
     now[0] = 101.0
     assert q.due() == ["a"] and q.timeout() == 1.0
     q.add("c", 5.0)
-    assert q.drain() == ["b", "c"] and len(q) == 0
+    now[0] = 110.0
+    assert q.due(limit=1) == ["b"] and q.due(limit=0) == [] and q.timeout() == 0.0
+    q.add("d", 0.0)
+    assert q.drain() == ["c", "d"] and len(q) == 0
 
 
 @pytest.mark.deadline(60)
@@ -369,11 +475,11 @@ def test_a_run_again_cancelled_before_it_starts_counts_its_last_run(tmp_path: Pa
     """-j 1: job 1 fails; its second run is queued behind job 2 (held by the
     test) and job 3 (no such program).  Job 3 halts the run, so job 1's
     second run never starts: job 1 counts failed with its first run, never
-    as "not run"."""
+    as "not run", and its first run's output is printed and summed up."""
     runs, pids, fifo = tmp_path / "runs", tmp_path / "pids", tmp_path / "go"
     os.mkfifo(fifo)
     hold = os.path.join(os.path.dirname(__file__), "children", "hold.py")
-    lines = (f"echo run >> {runs}; exit 4\n{sys.executable} {hold} {pids} {fifo}\n"
+    lines = (f"echo run >> {runs}; echo out 1; exit 4\n{sys.executable} {hold} {pids} {fifo}\n"
              "/nonexistent/program\n")
     runner = subprocess.Popen([*CLI, "-j", "1", "--halt-on-error", "--retries", "2"],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -391,7 +497,8 @@ def test_a_run_again_cancelled_before_it_starts_counts_its_last_run(tmp_path: Pa
             runner.kill()
             runner.communicate()
     assert runner.returncode == 2 and runs.read_text() == "run\n"
-    assert b"pipereactor: job 1 failed (exit 4)" in err
+    assert out == b"out 1\n"
+    assert b"pipereactor: job 1 failed (exit 4)" in err and b"  stdout| out 1\n" in err
     assert b"pipereactor: 1 ok, 2 failed (0 timed out) of 3" in err, err
 
 

@@ -106,6 +106,19 @@ def test_keep_order_line_buffer_holds_big_output_whole_until_its_turn(tmp_path: 
     assert out.decode() == want
 
 
+@pytest.mark.deadline(60)
+def test_keep_order_line_buffer_under_shard_and_resume_follows_our_jobs(tmp_path: Path) -> None:
+    """Shard 2/2 of 8 jobs, job 2 already in the job log: our jobs are 4,
+    6 and 8, and the head is the earliest of ours (sequence numbers have
+    gaps): all are printed, in order, and the run ends."""
+    joblog = tmp_path / "jl"
+    joblog.write_text("Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\t"
+                      "Command\n2\t:\t1.0\t0.1\t0\t2\t0\t0\techo 2\n")
+    done = cli("-k", "--line-buffer", "--shard", "2/2", "--resume", "--joblog", str(joblog),
+               "-j", "3", "--", "echo", "{#}", ":::", *"abcdefgh")
+    assert (done.returncode, done.stdout) == (0, "4\n6\n8\n"), done.stderr
+
+
 def test_keep_order_line_buffer_passes_a_job_that_cannot_start() -> None:
     """The head cannot start: its message is printed at its turn and the
     next job becomes the head (as with -k alone, nothing waits for ever)."""
@@ -113,6 +126,77 @@ def test_keep_order_line_buffer_passes_a_job_that_cannot_start() -> None:
                input="/nonexistent/prog\n/bin/echo\n/bin/echo\n")
     assert (done.returncode, done.stdout) == (1, "hi\nhi\n")
     assert done.stderr.startswith("pipereactor: /nonexistent/prog: not found\n"), done.stderr
+
+
+#: A job for -k --line-buffer --retries, run in a directory with fifos "fa"
+#: and "log": it says "try NAME RUN" (RUN counts from 0).  Job b fails its
+#: first run at once and tells the log each run; job a's first run waits for
+#: the test, then exits A_EXIT.
+RETRIED = ("n=$(cat {}.runs 2>/dev/null | wc -l); echo x >> {}.runs; echo try {} $n\n"
+           "if [ {} = b ]; then echo b $n > log; [ $n != 0 ]; exit; fi\n"
+           "if [ $n = 0 ]; then cat fa >/dev/null; exit A_EXIT; fi\n")
+
+
+@pytest.mark.deadline(60)
+def test_keep_order_line_buffer_retries_print_the_heads_runs_and_a_held_jobs_last(
+        tmp_path: Path) -> None:
+    """-j 2: b fails while a (the head) runs and is held; its second run
+    ends (the log says so) before the test lets a's first run end, failed.
+    The head's failed run was printed as it came (it cannot be taken back),
+    the held job's is dropped: GNU parallel 20221122 prints exactly this for
+    ``parallel -j2 -k --line-buffer --retries 2 'RETRIED' ::: a b`` (a's
+    wait a sleep of 1 s, A_EXIT 1)."""
+    for name in ("fa", "log"):
+        os.mkfifo(tmp_path / name)
+    log = os.open(tmp_path / "log", os.O_RDWR)  # never at its end; the jobs' opens never block
+    runner = subprocess.Popen([*CLI, "-j", "2", "-k", "--line-buffer", "--retries", "2",
+                               "--shell", "--", RETRIED.replace("A_EXIT", "1"), ":::", "a", "b"],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env=ENV, cwd=tmp_path)
+    try:
+        assert runner.stdout
+        seen = read_until(runner.stdout.fileno(), b"try a 0\n")
+        read_until(log, b"b 1\n")
+        release(tmp_path / "fa")
+        out, err = runner.communicate(timeout=30)
+    finally:
+        os.close(log)
+        stop(runner)
+    assert runner.returncode == 0, err
+    assert seen + out == b"try a 0\ntry a 1\ntry b 1\n"
+
+
+@pytest.mark.deadline(60)
+def test_a_held_job_waiting_to_run_again_when_its_turn_comes_shows_only_its_last_run(
+        tmp_path: Path) -> None:
+    """b fails while held and waits 5 s to run again (the status on the
+    terminal says so); a ends meanwhile, so b's turn comes while it waits.
+    Its failed run's output was held, and stays unprinted (as GNU parallel
+    drops a held job's failed run); its next run prints live.  (The failed
+    run was printed when its turn came.)"""
+    for name in ("fa", "log"):
+        os.mkfifo(tmp_path / name)
+    log = os.open(tmp_path / "log", os.O_RDWR)
+    r, w = os.pipe()
+    try:
+        term = Terminal(30, 100, ["-j", "2", "-k", "--line-buffer", "--retries", "2",
+                                  "--retry-delay", "5", "--shell", "--",
+                                  f"cd {tmp_path}; " + RETRIED.replace("A_EXIT", "0"),
+                                  ":::", "a", "b"], b"", stdout=w)
+    finally:
+        os.close(w)
+    try:
+        term.read_until(lambda t: "1 to run again" in t.text())
+        release(tmp_path / "fa")
+        assert term.finish() == 0
+        with os.fdopen(r, "rb") as out:
+            r = -1
+            assert out.read() == b"try a 0\ntry b 1\n"
+    finally:
+        if r >= 0:
+            os.close(r)
+        os.close(log)
+        term.close()
 
 
 def test_head_line_writer_spills_what_it_holds_and_prints_it_whole() -> None:
@@ -394,6 +478,19 @@ def test_the_view_is_redrawn_at_most_ten_times_a_second() -> None:
     frames = term.frames()
     assert 2 <= len(frames) <= 10 * elapsed + 2, (len(frames), elapsed)
     assert any(re.search(r"\| step \d+$", line) for frame in frames for line in frame[1:])
+
+
+@pytest.mark.deadline(60)
+def test_the_view_counts_a_job_waiting_to_run_again() -> None:
+    """A job that failed and waits (--retry-delay) to run again is neither
+    running nor done: the header says it waits, and for how many jobs."""
+    term = Terminal(30, 100, ["--retries", "2", "--retry-delay", "600", "--shard", "2/2",
+                              "--", sys.executable, "-c", "exit(1)"], b"a\nb\n")
+    try:
+        term.read_until(lambda t: "[shard 2/2] [0/1] running 0, failed 0, 1 to run again"
+                        in t.text())
+    finally:
+        term.close()
 
 
 def test_last_line_keeps_a_bounded_tail_and_shows_what_a_terminal_would() -> None:

@@ -1,8 +1,8 @@
 """``python -m pipereactor``: run commands in parallel, xargs -P / GNU parallel style.
 
 Private modules, each with one job; imports point one way (``main`` ->
-``_runner`` -> the rest; ``_output`` -> ``_console`` -> ``_live``; no other
-arrows):
+``_runner`` -> the rest; ``_status`` and ``_order`` -> ``_task`` ->
+``_output`` -> ``_console`` -> ``_live``; no cycle):
 
 - ``_args``: the command line, checked early;
 - ``_source``: where input lines come from, and the commands they become;
@@ -15,7 +15,12 @@ arrows):
 - ``_color``: ``--color``: the environment that tells jobs to colour, or not;
 - ``_console``: the one owner of fds 1 and 2 and the status line (or area);
 - ``_live``: what is running now: the status area's job lines, each job's last line;
-- ``_runner``: the loop: lazy job creation, -k ordering, stopping, status.
+- ``_task``: one job of ours from its input line to its printing (across its runs);
+- ``_slots``: ``{%}``: the lowest free job slot;
+- ``_order``: printing finished jobs, as they end or in input order (``-k``), and
+  ``-k --line-buffer``'s hand-over to the head job;
+- ``_status``: the status redrawn: counters, and the running jobs when they fit;
+- ``_runner``: the loop: lazy job creation, jobs ending and running again, stopping.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ Everything after ``--`` (or from the first word that is not an option) is the
 template; a word that starts with ``-`` where the template would begin is an
 unknown option and refused, never taken as the command.  ``:::`` and ``::::``
 in it start GNU parallel's argument sources (see ``_template``).  The
-options of issue 14 (GNU parallel's and xargs's names, retries, resume,
-shards) are one block, checked in ``_check_issue14``.
+options of the input items (``-0``/``-d``, ``-I``, ``-n``), of retries,
+resume and shards are one block, checked in ``_check_input_retry_shard``.
 """
 
 from __future__ import annotations
@@ -44,9 +44,9 @@ class Options:
     joblog: str | None
     shell: bool
     template: list[str]
-    # Issue 14, points 4-6 (the terminal and colour): keep this block together.
     color: str  # "auto", "always" or "never": see _color.job_env
-    # Issue 14: GNU parallel's and xargs's input options, retries, resume, shards.
+    # The input items (-0/-d, -I, -n, ::: and ::::), --dry-run, retries, resume,
+    # shards: set by _check_input_retry_shard, hence the defaults.
     delimiter: bytes = b"\n"
     replace: str = "{}"
     max_args: int = 1
@@ -143,7 +143,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="write a tab-separated row per job, in GNU parallel's format")
     p.add_argument("--shell", action="store_true",
                    help="run the template through /bin/sh -c (the input line shell-quoted)")
-    # Issue 14: GNU parallel's and xargs's names, retries, resume, shards.
+    # GNU parallel's and xargs's names for the input items, retries, resume, shards.
     p.add_argument("-0", "--null", action="store_true",
                    help="input items end at NUL, not newline (find -print0)")
     p.add_argument("-d", "--delimiter", metavar="DELIM",
@@ -166,7 +166,6 @@ def _parser() -> argparse.ArgumentParser:
                    help="run only job k with k mod N == I-1 (I is 1-based); auto: I and N from "
                    "Slurm, GitLab, CircleCI, Buildkite, AWS Batch, Cloud Run or Kubernetes")
     p.add_argument("--version", action="version", version=f"pipereactor {__version__}")
-    # Issue 14, points 4-6 (the terminal and colour): keep this block together.
     p.add_argument("--color", "--colour", choices=("auto", "always", "never"), default="auto",
                    metavar="WHEN",
                    help="auto (default: when our stdout is a terminal), always: give jobs "
@@ -213,12 +212,15 @@ def parse(argv: list[str] | None) -> Options:
         progress=a.progress, joblog=a.joblog, shell=a.shell, template=template,
         color=a.color,
     )
-    return _check_issue14(parser, a, opts, sources)
+    return _check_input_retry_shard(parser, a, opts, sources)
 
 
-def _check_issue14(parser: argparse.ArgumentParser, a: argparse.Namespace, opts: Options,
-                   sources: list[Source]) -> Options:
-    """``opts`` with the options of issue 14, checked."""
+def _check_input_retry_shard(parser: argparse.ArgumentParser, a: argparse.Namespace,
+                             opts: Options, sources: list[Source]) -> Options:
+    """``opts`` with the input items' options (``-0``/``-d``, ``-I``, ``-n``
+    and the sources), ``--dry-run``, ``--retries``/``--retry-delay``,
+    ``--resume``/``--resume-failed`` and ``--shard`` checked and added; a
+    bad one is ``parser.error`` (SystemExit(2)) naming it."""
     template = opts.template
     delimiter = b"\n"
     if a.null and a.delimiter is not None:

@@ -117,10 +117,18 @@ class Report:
             elif entry > self._slowest[0]:
                 heapq.heapreplace(self._slowest, entry)
 
-    def lines(self, seen: int, interrupted: bool, verbose: bool, details: bool = True
-              ) -> list[bytes]:
+    def lines(self, seen: int, interrupted: bool, verbose: bool, details: bool = True,
+              dry_run: bool = False) -> list[bytes]:
         """The summary: each shown failure with its last lines (``details``),
-        then a total (with the slowest jobs when ``verbose``)."""
+        then a total (with the slowest jobs when ``verbose``).  ``dry_run``:
+        the ``seen`` commands were printed, none ran."""
+        label = f"{self.label}: " if self.label else ""
+        wall = time.monotonic() - self.started
+        if dry_run:
+            text = f"pipereactor: {label}--dry-run: {seen} commands printed, none run in {wall:.1f}s"
+            if self.skipped:
+                text += f"; {self.skipped} skipped (done in the job log)"
+            return [text.encode("utf-8", "surrogateescape") + b"\n"]
         out: list[bytes] = []
         for o in self.failures if details else []:
             out.append(f"pipereactor: job {o.seq} failed ({o.how}): {o.command}\n"
@@ -131,9 +139,7 @@ class Report:
         if details and self.failed > len(self.failures):
             out.append(f"pipereactor: ({self.failed - len(self.failures)} more failed jobs "
                        "not shown)\n".encode())
-        wall = time.monotonic() - self.started
         not_run = f", {self.not_run} not run" if self.not_run else ""
-        label = f"{self.label}: " if self.label else ""
         text = (f"pipereactor: {label}{self.ok} ok, {self.failed} failed "
                 f"({self.timed_out} timed out)"
                 f"{not_run}{', interrupted' if interrupted else ''} of {seen} in {wall:.1f}s")

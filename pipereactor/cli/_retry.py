@@ -41,11 +41,12 @@ class RetryQueue(Generic[T]):
     def add(self, item: T, wait: float) -> None:
         heapq.heappush(self._heap, (self.clock() + wait, next(self._order), item))
 
-    def due(self) -> list[T]:
-        """The items whose wait is over, removed, in due order."""
+    def due(self, limit: int | None = None) -> list[T]:
+        """The items whose wait is over (at most ``limit`` of them), removed,
+        in due order; the rest stay due."""
         now = self.clock()
         out: list[T] = []
-        while self._heap and self._heap[0][0] <= now:
+        while self._heap and self._heap[0][0] <= now and (limit is None or len(out) < limit):
             out.append(heapq.heappop(self._heap)[2])
         return out
 

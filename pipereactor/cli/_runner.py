@@ -29,7 +29,6 @@ only counters) and its job log row: memory stays flat in the number of jobs.
 from __future__ import annotations
 
 import errno
-import heapq
 import os
 import selectors
 import time
@@ -38,15 +37,19 @@ from typing import Any
 
 from .. import FileSink, Job, JobState, Reactor
 from ._args import Options
-from ._console import Console, terminal_size
+from ._console import Console
 from ._color import job_env
-from ._output import Budget, HeadLineWriter, LineWriter, SpillBuffer, Tagger, TAIL_BYTES
-from ._live import LastLine, Watched, job_line, job_rows
+from ._live import LastLine, Watched
+from ._order import Printer
+from ._output import Budget, HeadLineWriter, LineWriter, SpillBuffer, Tagger
 from ._report import JobLog, Outcome, Report, describe_signal
 from ._resume import read_joblog
 from ._retry import RetryQueue, retry_wait
 from ._signals import StopSignals
+from ._slots import Slots
 from ._source import Command, LineReader, build_command, no_job
+from ._status import show_status
+from ._task import Task, output_tail
 from ._template import ArgList, Records, Template
 
 __all__ = ["Runner", "LOOKAHEAD", "STATUS_EVERY"]
@@ -56,48 +59,16 @@ __all__ = ["Runner", "LOOKAHEAD", "STATUS_EVERY"]
 LOOKAHEAD = 2
 #: Seconds between two redraws of the status line.
 STATUS_EVERY = 0.1
-#: Characters of a command the status shows at most (wider than any terminal).
-LABEL_CHARS = 1000
 #: The exit status after EPIPE on stdout: 128 + SIGPIPE.
 EPIPE_STATUS = 141
 
 _INPUT, _REACTOR, _SIGNAL = "input", "reactor", "signal"
 
 
-class _Task:
-    """A job of ours, from its input line to its printing."""
-
-    __slots__ = ("cmd", "out", "err", "tagger", "stopped", "note", "outcome", "runs", "slot",
-                 "order", "last", "_label")
-
-    def __init__(self, cmd: Command, out: Any, err: Any, tagger: Tagger | None) -> None:
-        self.cmd = cmd
-        self.out = out
-        self.err = err
-        self.tagger = tagger  # for our notes, on the stderr stream
-        self.stopped = False  # we stopped it: a failure, whatever it exits with
-        self.note = b""  # our message about it, printed after its output
-        self.outcome: Outcome | None = None  # of its last failed run (--retries)
-        self.runs = 1  # runs so far, this one included (--retries)
-        self.slot = 0  # {%}: 1..-j while running
-        self.order = 0  # -k: its place among our jobs (seq has gaps with --shard, --resume)
-        self.last: LastLine | None = None  # its last line, for the running jobs' view
-        self._label: str | None = None
-
-    def label(self) -> str:
-        """Its command, printable and cut, for the status: made once, as a
-        redraw must not cost the length of every command shown."""
-        if self._label is None:
-            self._label = _printable(self.cmd.text()[:LABEL_CHARS])
-        return self._label
-
-    def discard(self) -> None:
-        for sink in (self.out, self.err):
-            if isinstance(sink, (SpillBuffer, LineWriter)):
-                sink.discard()
-
-
 class Runner:
+    """One run of the command line: the jobs ``records`` make, run as the
+    module docstring says.  :meth:`run` once; it returns the exit status."""
+
     def __init__(self, opts: Options, console: Console, reader: LineReader | ArgList,
                  records: Records | None = None) -> None:
         self.opts = opts
@@ -111,30 +82,28 @@ class Runner:
         self.report = Report(opts.tail, label)
         self.budget = Budget()  # memory for all grouped output together
         self.joblog: JobLog | None = None
-        self.active: dict[Job, _Task] = {}  # spawned, not yet done: O(-j)
-        self.held: dict[int, _Task | None] = {}  # -k: done, waiting for their turn
-        self.next_print = 1
+        self.active: dict[Job, Task] = {}  # spawned, not yet done: O(-j)
+        # -k: in input order (not with --results: each job's output is in its files).
+        self.printer = Printer(console, opts.keep_order and not opts.results)
         self.seen = 0  # commands made from input lines so far (ours: this shard's, not skipped)
         self.made = 0  # jobs in the input so far, whoever runs them: the next is job k=made
         self.skip: set[int] = set()  # --resume: the sequence numbers the job log has
-        self.retries: RetryQueue[_Task] = RetryQueue()
-        self.free_slots: list[int] = []  # {%}: slots given back, reused lowest first
-        self.slots_used = 0
+        self.retries: RetryQueue[Task] = RetryQueue()
+        self.slots = Slots(self.template is not None and self.template.uses_slot)
         self.unretired = 0  # made, and not yet finished (-k: printed)
-        # --results opens a job's files when it is spawned: spawn only into a free slot.
-        # So does {%} (a job's slot is known when it can start at once).  -j 0: no limit.
-        uses_slot = self.template is not None and self.template.uses_slot
-        self.window = (opts.jobs if opts.results or uses_slot else (1 + LOOKAHEAD) * opts.jobs
-                       ) or 1 << 62
+        # Jobs made and not yet finished (-k: printed) at most.  -j 0: no limit.
+        self.window = (1 + LOOKAHEAD) * opts.jobs or 1 << 62
+        # --results opens a job's files when it is spawned, and {%} is known
+        # only when a job can start at once: then spawn only into a free slot
+        # (see _slot_free).  Jobs waiting for their turn to print hold none.
+        self.tight = bool(opts.results) or self.slots.used
         self.halted = False  # start nothing more
         self.stop_signal: int | None = None
         self.epipe = False
         self.input_done = False
         self._killed = False
-        # -k --line-buffer: the jobs made and not yet printed, by sequence
-        # number, to find the one that becomes the head.  O(-j), as ``active``.
-        self.head_mode = opts.keep_order and opts.line_buffer and not opts.results
-        self.unprinted: dict[int, _Task] = {}
+        # -k --line-buffer: the head job prints live, the others wait for their turn.
+        self.head_mode = self.printer.ordered and opts.line_buffer
         # --color: the jobs' environment (None: ours, unchanged).
         self.env = job_env(opts.color, console.tty(1), os.environ)
 
@@ -144,7 +113,7 @@ class Runner:
         """Make jobs from the lines at hand while there is room; True when
         another line is wanted and must be read first."""
         o = self.opts
-        while not self.halted and not self.input_done and self.unretired < self.window:
+        while not self.halted and not self.input_done and self._room():
             items = self.records.next()
             if items is None:
                 if self.records.done:
@@ -165,35 +134,35 @@ class Runner:
                 continue
             self.seen += 1
             if o.dry_run:
-                # As GNU parallel shows {%}: as if each job ended before the next.
+                # {%} cycles 1..-j, as if the jobs ran -j at a time: GNU parallel
+                # 20221122 dry-runs its jobs, so its {%} varies from run to run.
                 slot = (self.seen - 1) % o.jobs + 1 if o.jobs else self.seen
                 self._dry_run(build_command(k + 1, items, self.template, slot))
                 continue
-            slot = self._take_slot()
+            slot = self.slots.take()
             self.unretired += 1
             self._spawn(reactor, build_command(k + 1, items, self.template, slot), slot)
         return False
 
+    def _slot_free(self) -> bool:
+        """Whether a job spawned now would start at once, when it must (see
+        ``tight``); always True otherwise (the reactor queues it)."""
+        jobs = self.opts.jobs
+        return not self.tight or not jobs or len(self.active) < jobs
+
+    def _room(self) -> bool:
+        """Whether another job may be made from the input now."""
+        return self.unretired < self.window and self._slot_free()
+
     def _dry_run(self, cmd: Command) -> None:
-        """--dry-run: the command as it would run, one per line; nothing runs."""
+        """--dry-run: the command as it would run, one per line (after
+        ``--tag``'s prefix, as GNU parallel prints it); nothing runs."""
         if cmd.error is not None:
             self.console.write(2, f"pipereactor: cannot run line {cmd.seq}: {cmd.error}\n"
                                .encode("utf-8", "surrogateescape"))
             return
-        self.console.write(1, cmd.text().encode("utf-8", "surrogateescape") + b"\n")
-
-    def _take_slot(self) -> int:
-        """{%}: the lowest free slot (1-based), for a job about to start."""
-        if self.template is None or not self.template.uses_slot:
-            return 0
-        if self.free_slots:
-            return heapq.heappop(self.free_slots)
-        self.slots_used += 1
-        return self.slots_used
-
-    def _give_slot(self, slot: int) -> None:
-        if slot:
-            heapq.heappush(self.free_slots, slot)
+        tag = cmd.line + "\t" if self.opts.tag else ""
+        self.console.write(1, f"{tag}{cmd.text()}\n".encode("utf-8", "surrogateescape"))
 
     def _sinks(self, cmd: Command, order: int) -> tuple[Any, Any, Tagger | None]:
         o = self.opts
@@ -208,7 +177,7 @@ class Runner:
                 raise
             return out, err, Tagger(prefix)
         if self.head_mode:
-            live = order == self.next_print
+            live = self.printer.is_head(order)
             return (HeadLineWriter(self.console, 1, Tagger(prefix), self.budget, live),
                     HeadLineWriter(self.console, 2, Tagger(prefix), self.budget, live),
                     Tagger(prefix))
@@ -219,12 +188,12 @@ class Runner:
                 SpillBuffer(o.max_output, budget=self.budget), Tagger(prefix))
 
     def _spawn(self, reactor: Reactor, cmd: Command, slot: int = 0,
-               task: _Task | None = None) -> None:
+               task: Task | None = None) -> None:
         """Start ``cmd`` (queued in the reactor until a slot is free); ``task``
         is the job's own from its earlier run when it runs again."""
         o = self.opts
         if task is None:
-            task = _Task(cmd, None, None, Tagger(None))
+            task = Task(cmd, None, None, Tagger(None))
             task.order = self.seen
         task.cmd, task.slot = cmd, slot
         if cmd.error is not None:
@@ -253,21 +222,26 @@ class Runner:
             return
         self.active[job] = task
         if self.head_mode:
-            self.unprinted[task.order] = task
+            self.printer.started(task)
 
     def _run_again(self, reactor: Reactor) -> None:
-        """The failed jobs whose wait is over, run again (with a new {%})."""
-        for task in self.retries.due():
-            task.discard()  # only the last run's output counts
+        """The failed jobs whose wait is over, run again (with a new {%}),
+        before any new job; when a job must start as it is spawned, only as
+        many as there are free slots (the others wait for one)."""
+        limit = None
+        if self.tight and self.opts.jobs:
+            limit = max(self.opts.jobs - len(self.active), 0)
+        for task in self.retries.due(limit):
+            task.run_again()  # only the last run's output counts, once the next one starts
             task.runs += 1
             self.report.retried += 1
-            slot = self._take_slot()
+            slot = self.slots.take()
             cmd = task.cmd
-            if self.template is not None and self.template.uses_slot:
+            if self.slots.used:
                 cmd = build_command(cmd.seq, cmd.items, self.template, slot)
             self._spawn(reactor, cmd, slot, task)
 
-    def _cannot_start(self, task: _Task, exc: BaseException) -> None:
+    def _cannot_start(self, task: Task, exc: BaseException) -> None:
         """As the shell reports an exec failure: 127 not found, 126 otherwise."""
         prog = task.cmd.args[0] if isinstance(task.cmd.args, list) else "/bin/sh"
         if isinstance(exc, FileNotFoundError):
@@ -277,9 +251,9 @@ class Runner:
         else:
             self._not_a_job(task, f"cannot start: {exc}", -1)
 
-    def _not_a_job(self, task: _Task, message: str, exitval: int) -> None:
+    def _not_a_job(self, task: Task, message: str, exitval: int) -> None:
         """A job that failed without running: its message at its turn."""
-        self._give_slot(task.slot)
+        self.slots.give(task.slot)
         task.slot = 0
         task.note = f"pipereactor: {message}\n".encode("utf-8", "surrogateescape")
         how = f"exit {exitval}: {message}" if exitval >= 0 else message
@@ -291,16 +265,18 @@ class Runner:
     def _on_exit(self, job: Job) -> None:
         o = self.opts
         task = self.active.pop(job)
-        self._give_slot(task.slot)
+        self.slots.give(task.slot)
         task.slot = 0
         cmd = task.cmd
         if job.cancelled and job.started_at is None and task.outcome is not None:
-            self._finished(task, task.outcome)  # a run again that never started: the last counts
+            task.never_ran_again()  # a run again that never started: the last counts
+            self._finished(task, task.outcome)
             return
+        task.ran()
         if job.cancelled and job.started_at is None:
             self.report.not_run += 1  # --halt-on-error or a stop came first
             task.discard()
-            self._retire(task.order, None)
+            self.unretired -= self.printer.not_run(task.order)
             return
         if job.error is not None:
             self._cannot_start(task, job.error)
@@ -338,62 +314,22 @@ class Runner:
         if not ok and task.runs < o.retries and not task.stopped and not self.halted:
             task.outcome = outcome  # what counts if it never runs again (a stop)
             self.retries.add(task, retry_wait(o.retry_delay, task.runs))
+            if self.head_mode:
+                self.printer.run_again_later(task)
             return
         self._finished(task, outcome)
 
-    def _finished(self, task: _Task, outcome: Outcome) -> None:
+    def _finished(self, task: Task, outcome: Outcome) -> None:
+        task.ran()  # a run again that could not start: it counts
         if not outcome.ok:
-            outcome.out_tail = _tail(task.out)
-            outcome.err_tail = _tail(task.err) + task.note
+            outcome.out_tail = output_tail(task.out)
+            outcome.err_tail = output_tail(task.err) + task.note
         self.report.add(outcome)
         if self.joblog is not None:
             self.joblog.row(outcome)
         if not outcome.ok and self.opts.halt_on_error:
             self._halt()
-        if self.opts.keep_order and not self.opts.results:
-            self._retire(task.order, task)
-        else:
-            self._print(task)
-            self._retire(task.order, None)
-
-    def _retire(self, order: int, task: _Task | None) -> None:
-        """``task`` (or a job not run) is done: print it now or, with -k, at
-        its turn (``order``: 1, 2, ... among our jobs, whatever the shard)."""
-        if not (self.opts.keep_order and not self.opts.results):
-            self.unretired -= 1
-            return
-        self.unprinted.pop(order, None)
-        self.held[order] = task
-        while self.next_print in self.held:
-            ready = self.held.pop(self.next_print)
-            self.next_print += 1
-            self.unretired -= 1
-            if ready is not None:
-                self._print(ready)
-        head = self.unprinted.get(self.next_print)
-        if head is not None:  # -k --line-buffer: a running job's turn has come
-            for sink in (head.out, head.err):
-                if isinstance(sink, HeadLineWriter):
-                    sink.go_live()
-
-    def _print(self, task: _Task) -> None:
-        """A job's output (grouped), then our notes about it; then drop it all."""
-        c = self.console
-        tagger = task.tagger or Tagger(None)
-        for fd, name, sink in ((1, "stdout", task.out), (2, "stderr", task.err)):
-            if isinstance(sink, HeadLineWriter):
-                sink.go_live()  # everything held, to its end
-                continue
-            if not isinstance(sink, SpillBuffer):
-                continue
-            if sink.cap is not None and sink.dropped and sink.error is None:
-                c.write(2, Tagger(tagger.prefix)(
-                    f"[pipereactor: job {task.cmd.seq}: first {sink.dropped} bytes of its "
-                    f"{name} not kept (--max-output)]\n".encode()))
-            sink.emit(c, fd, Tagger(tagger.prefix))
-        if task.note:
-            c.write(2, Tagger(tagger.prefix)(task.note))
-        task.discard()
+        self.unretired -= self.printer.finished(task)
 
     # -- stopping ---------------------------------------------------------------------
 
@@ -461,9 +397,7 @@ class Runner:
         finally:
             for task in self.active.values():
                 task.discard()
-            for held in self.held.values():
-                if held is not None:
-                    held.discard()
+            self.printer.discard()
             self.console.done()
             if self.joblog is not None:
                 self.joblog.close()
@@ -471,7 +405,8 @@ class Runner:
         if self.console.progress or self.report.failed or interrupted:
             # After EPIPE the reader has what it wanted: the total only.
             details = not self.epipe
-            for line in self.report.lines(self.seen, interrupted, self.console.progress, details):
+            for line in self.report.lines(self.seen, interrupted, self.console.progress, details,
+                                          dry_run=self.opts.dry_run):
                 self.console.write(2, line)
         if self.reader.error is not None:
             # Treated as the end of input (EIO: the terminal went away), but said.
@@ -512,7 +447,9 @@ class Runner:
                 if (self.input_done or self.halted) and not self.active and not self.retries:
                     break
                 timeout = reactor.next_timeout()
-                again = self.retries.timeout()
+                # A run again that is due but has no slot waits for a job to
+                # end (the reactor's fd), not for the clock.
+                again = self.retries.timeout() if self._slot_free() else None
                 if again is not None:
                     timeout = again if timeout is None else min(timeout, again)
                 if self.console.progress:
@@ -533,45 +470,16 @@ class Runner:
     def _status_text(self, running: int) -> str:
         """The status line's counters (the area's header): composed here only."""
         r = self.report
-        return f"[{r.done}/{self.seen}] running {running}, failed {r.failed}"
+        if self.opts.dry_run:
+            return f"[{self.seen} printed] --dry-run: nothing runs"
+        text = f"[{r.done}/{self.seen}] running {running}, failed {r.failed}"
+        if self.retries:  # neither running nor done: say so, or the wait looks like a hang
+            text += f", {len(self.retries)} to run again"
+        return text
 
     def _status(self) -> None:
-        """Redraw the status: on a terminal tall enough, the header and the
-        running jobs, longest-running first, as many as fit (``_live``);
-        else one line naming the longest-running job.  O(-j): ``active``
-        holds at most the window's jobs, whatever the number seen."""
+        """Redraw the status (``_status``).  O(-j): ``active`` holds at most
+        the window's jobs, whatever the number seen."""
         running = [(j, t) for j, t in self.active.items()
                    if j.state in (JobState.RUNNING, JobState.EXITED)]
-        text = self._status_text(len(running))
-        cols, rows = terminal_size()
-        room = job_rows(rows)
-        if room:
-            oldest = heapq.nsmallest(room, running, key=lambda jt: jt[0].started_at or 0.0)
-            lines = [text]
-            for job, task in oldest:
-                last = task.last.text() if task.last is not None else ""
-                lines.append(job_line(job.duration or 0.0, task.label(), last, cols))
-            self.console.status_area(lines, cols)
-            return
-        if running:
-            job, task = min(running, key=lambda jt: jt[0].started_at or 0.0)
-            text += f", longest {(job.duration or 0.0):.0f}s: {task.label()}"
-        self.console.status(text, cols)
-
-
-def _printable(text: str) -> str:
-    return "".join(ch if ch.isprintable() else "?" for ch in text)
-
-
-def _tail(sink: object) -> bytes:
-    if isinstance(sink, (SpillBuffer, LineWriter)):
-        return sink.tail()
-    if isinstance(sink, FileSink) and isinstance(sink.name, str):
-        try:
-            with open(sink.name, "rb") as f:
-                f.seek(0, os.SEEK_END)
-                f.seek(max(0, f.tell() - TAIL_BYTES))
-                return f.read()
-        except OSError:
-            return b""
-    return b""
+        show_status(self.console, self._status_text(len(running)), running)

@@ -189,8 +189,18 @@ def _apply(op: str | None, item: str) -> str:
     if op == "/":
         return posixpath.basename(item)
     if op == "//":
-        return posixpath.dirname(item) or "."
+        return _dirname(item)
     return re.sub(r"\.[^/.]*$", "", posixpath.basename(item))  # "/."
+
+
+def _dirname(path: str) -> str:
+    """dirname(1)'s, as GNU parallel's ``{//}``: trailing slashes are not an
+    empty last component (``a/b/`` -> ``a``); ``.`` when there is no
+    directory part, ``/`` for the root."""
+    stripped = path.rstrip("/")
+    if not stripped:
+        return "/" if path else "."
+    return posixpath.dirname(stripped) or "."
 
 
 class Template:
