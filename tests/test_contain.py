@@ -266,3 +266,51 @@ def test_an_error_in_the_loop_ends_every_tree() -> None:
     assert len(pids) == 4
     for pid in pids:
         wait_gone(pid, timeout=5)
+
+
+# -- the command-line runner: --contain auto|yes|no ------------------------------------
+
+CLI = [sys.executable, "-m", "pipereactor"]
+
+
+def _cli(*args: str, input: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([*CLI, *args], input=input, capture_output=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": ROOT})
+
+
+@pytest.mark.deadline(90)
+def test_the_runner_contains_its_jobs_by_default_and_not_with_contain_no() -> None:
+    line = ESCAPE.encode() + b"exit 0\n"
+    done = _cli("-j", "1", input=line)  # the default: --contain auto
+    assert done.returncode == 0, done.stderr
+    pids = [int(p) for p in done.stdout.split()]
+    assert len(pids) == 2
+    for pid in pids:
+        wait_gone(pid, timeout=10)
+    done = _cli("--contain", "no", "-j", "1", input=line)
+    pids = [int(p) for p in done.stdout.split()]
+    try:
+        assert done.returncode == 0 and len(pids) == 2
+        assert any(alive(pid) for pid in pids)  # the setsid'd one left the group
+    finally:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.mark.deadline(60)
+def test_the_runner_refuses_contain_yes_where_it_cannot_be_had() -> None:
+    if os.geteuid() != 0 or not os.path.exists("/usr/bin/unshare"):
+        pytest.skip("needs root and unshare(1)")
+    assert _PARENT is not None
+    script = (f"mount --make-rprivate / && mount -o remount,bind,ro '{_PARENT}' && "
+              f"echo touch {ROOT}/ran-$$ | {' '.join(CLI)} --contain yes; echo status $?")
+    done = subprocess.run(["unshare", "-m", "/bin/sh", "-c", script], capture_output=True,
+                          text=True, timeout=30, env={**os.environ, "PYTHONPATH": ROOT})
+    assert done.stdout.splitlines()[-1] == "status 2", done
+    assert "--contain yes: contain=True, but containment is not available" in done.stderr
+    assert not any(name.startswith("ran-") for name in os.listdir(ROOT))  # nothing ran
+    bad = _cli("--contain", "sometimes")
+    assert bad.returncode == 2 and b"--contain" in bad.stderr
