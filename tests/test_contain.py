@@ -314,3 +314,40 @@ def test_the_runner_refuses_contain_yes_where_it_cannot_be_had() -> None:
     assert not any(name.startswith("ran-") for name in os.listdir(ROOT))  # nothing ran
     bad = _cli("--contain", "sometimes")
     assert bad.returncode == 2 and b"--contain" in bad.stderr
+
+
+@pytest.mark.deadline(30)
+@pytest.mark.parametrize("how", ["cancel", "kill", "timeout", "close"])
+def test_a_stop_before_the_child_joined_its_cgroup_still_reaches_it(
+    monkeypatch: pytest.MonkeyPatch, how: str,
+) -> None:
+    """Popen returns once the trampoline runs, before it has written its pid
+    into the cgroup: a stop in that window must reach the child (the cgroup
+    is empty then), and must not make the cgroup look empty for good."""
+    gate_r, gate_w = os.pipe()
+    # The trampoline waits for the gate before it joins: the window, held open.
+    monkeypatch.setattr(_cgroup, "_SCRIPT", f"read _ </dev/fd/{gate_r}\n" + _cgroup._SCRIPT)
+    try:
+        reactor = pr.Reactor(contain=True)
+        try:
+            job = reactor.spawn(["sleep", "1000"], pass_fds=(gate_r,), kill_grace=0.2,
+                                timeout=0 if how == "timeout" else None)
+            if how == "cancel":
+                job.cancel()
+            elif how == "kill":
+                job.kill()
+            elif how == "timeout":
+                reactor.step(0)
+            else:
+                os.write(gate_w, b"\n")  # close() may block: the gate must open
+                reactor.close()
+            os.write(gate_w, b"\n")  # the trampoline, if alive, joins and runs sleep
+            if how != "close":
+                job.wait(20)
+        finally:
+            reactor.close()
+    finally:
+        os.close(gate_r)
+        os.close(gate_w)
+    assert job.state is pr.JobState.DONE
+    assert job.returncode in (-signal.SIGTERM, -signal.SIGKILL)
