@@ -153,6 +153,13 @@ def remove_stale(parent: str) -> None:
         _rmdir_quietly(path)
 
 
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except OSError:
+        pass  # an unreaped child's pid cannot be gone; EPERM: beyond our reach
+
+
 def _rmdir_quietly(path: str) -> bool:
     try:
         os.rmdir(path)
@@ -166,13 +173,22 @@ def _rmdir_quietly(path: str) -> bool:
 class JobCgroup:
     """One job's cgroup: join it (``wrap``), signal it, watch it empty."""
 
-    __slots__ = ("path", "state", "memory", "_tick")
+    __slots__ = ("path", "state", "memory", "_tick", "_final")
 
     def __init__(self, path: str, memory: bool = False) -> None:
         self.path = path
         self.state = Tree.LIVE
         self.memory = memory  # the memory controller is on: memory.peak exists
         self._tick = _TICK_MIN
+        # Whether no process can join any more, so that an empty cgroup stays
+        # empty: the child was seen in it, or is gone.  Until then, an empty
+        # cgroup may only mean that the trampoline has not joined yet.
+        self._final = False
+
+    def child_gone(self) -> None:
+        """The job's child was reaped: whatever is in the cgroup now is all
+        there will ever be (nothing outside it joins a job's cgroup)."""
+        self._final = True
 
     def next_tick(self) -> float:
         """How long until the next look at ``cgroup.events`` (which cannot be
@@ -204,25 +220,37 @@ class JobCgroup:
             self.state = Tree.REMOVED
             return False
         if "populated 0" in events:
-            self.state = Tree.EMPTY
+            if self._final:
+                self.state = Tree.EMPTY
             return False
+        self._final = True  # the child joined (only it puts a process in)
         return True
 
-    def signal(self, sig: int) -> None:
+    def signal(self, sig: int, child: int | None = None) -> None:
         """SIGKILL: ``cgroup.kill`` (every process, forks in flight too).
         Another signal: each process listed in ``cgroup.procs``, until a
         reading finds none not yet signalled (a fork between two readings is
-        caught by the next one)."""
-        if not self.populated():
-            return
+        caught by the next one).
+
+        ``child``: the pid of the job's child while it is unreaped (so that
+        the pid is still its own).  Popen returns before the trampoline has
+        joined the cgroup; a child not in it yet is signalled directly (it
+        forks nothing before it joins), else the signal would be lost.
+        """
         if sig == signal.SIGKILL:
-            try:
-                _write(self.path + "/cgroup.kill", "1")
-                self.state = Tree.KILLED
-            except OSError:
-                pass
+            if self.populated():
+                try:
+                    _write(self.path + "/cgroup.kill", "1")
+                    self.state = Tree.KILLED
+                except OSError:
+                    pass
+            if child is not None:
+                _kill(child, sig)  # if it joins after the cgroup.kill
             return
         sent: set[int] = set()
+        if child is not None and child not in self._members():
+            _kill(child, sig)
+            sent.add(child)  # once: it may join meanwhile
         for _ in range(100):  # a fork bomb outruns us: SIGKILL follows anyway
             new = self._members() - sent
             if not new:

@@ -313,6 +313,8 @@ class Lifecycle:
         job.returncode = popen.returncode
         job.exited_at = time.monotonic()
         job.state = JobState.EXITED
+        if job._cgroup is not None:
+            job._cgroup.child_gone()  # its cgroup's emptiness is final from now on
         self.exits.unwatch(job)
         if job._stop is Stop.STOPPING and job._sweeps():
             # No waitid, or the child was reaped elsewhere (ECHILD): sweep
