@@ -351,3 +351,26 @@ def test_a_stop_before_the_child_joined_its_cgroup_still_reaches_it(
         os.close(gate_w)
     assert job.state is pr.JobState.DONE
     assert job.returncode in (-signal.SIGTERM, -signal.SIGKILL)
+
+
+def _run_both(args: object, **kwargs: object) -> list[tuple[int | None, bytes]]:
+    """(returncode, stdout+stderr) of ``args`` run uncontained, then contained."""
+    results = []
+    for contain in (False, True):
+        with pr.Reactor(contain=contain) as reactor:
+            job = reactor.spawn(args, stdout=pr.PIPE, stderr=pr.STDOUT, **kwargs)  # type: ignore[arg-type]
+        assert job.contained is contain
+        results.append((job.returncode, job.stdout.getvalue()))
+    return results
+
+
+@pytest.mark.deadline(30)
+@pytest.mark.parametrize("env", [None, {"A": "1"}], ids=["inherited", "without-PATH"])
+def test_the_program_keeps_its_argv0_when_found_through_PATH(
+    env: dict[str, str] | None,
+) -> None:
+    """Popen execs the file it finds in PATH with argv[0] as given ('sh'),
+    not the path it found ('/usr/bin/sh'): so must the trampoline."""
+    uncontained, contained = _run_both(["sh", "-c", 'echo "$0"; cat /proc/$$/cmdline'], env=env)
+    assert uncontained == (0, b"sh\nsh\0-c\0" + b'echo "$0"; cat /proc/$$/cmdline\0')
+    assert contained == uncontained
