@@ -51,11 +51,15 @@ _STALE: Final = re.compile(r"pipereactor\.(\d+)\.(\d+)\.\d+")
 #: Exit status of the shell when the child could not join its cgroup.
 JOIN_FAILED: Final = 125
 # $1: the job's cgroup.procs; $2: the caller's PWD ("=value"), or "-" when it
-# had none (dash sets PWD when it starts); then the program and its arguments.
+# had none (dash sets PWD when it starts); $3: "-", or ("=value") the search
+# path Popen would use where the environment has no PATH (os.defpath; the
+# shell's own default differs), set unexported; then the program and its
+# arguments, argv[0] as given: exec searches PATH as Popen does.
 _SCRIPT: Final = (
     'echo 0 >"$1" || exit 125\n'
     'case $2 in -) unset PWD ;; *) PWD=${2#=}; export PWD ;; esac\n'
-    'shift 2; exec "$@"'
+    'case $3 in -) ;; *) PATH=${3#=} ;; esac\n'
+    'shift 3; exec "$@"'
 )
 _SHELL: Final = "/bin/sh"
 #: The poll tick for an exited job's non-empty cgroup: from 2 ms to 100 ms.
@@ -201,14 +205,18 @@ class JobCgroup:
     def wrap(self, argv: list[Any], env: Mapping[Any, Any] | None) -> list[Any]:
         """The argv that runs ``argv`` in this cgroup (see the module's doc).
 
-        ``argv[0]`` must already be the path of the program to run.
+        ``argv[0]`` must be a program Popen would find (``resolved_argv``):
+        the shell's exec searches the same PATH, and keeps argv[0] as given.
         """
         environ: Mapping[Any, Any] = os.environ if env is None else env
-        pwd = environ.get("PWD")
-        if pwd is None and environ is not os.environ:
-            pwd = environ.get(b"PWD")  # Popen takes bytes keys too
+        pwd, path = environ.get("PWD"), environ.get("PATH")
+        if environ is not os.environ:  # Popen takes bytes keys too
+            pwd = environ.get(b"PWD") if pwd is None else pwd
+            path = environ.get(b"PATH") if path is None else path
         mark = "-" if pwd is None else "=" + os.fsdecode(pwd)
-        return [_SHELL, "-c", _SCRIPT, "pipereactor", self.path + "/cgroup.procs", mark, *argv]
+        search = "-" if path is not None else "=" + os.defpath
+        return [_SHELL, "-c", _SCRIPT, "pipereactor", self.path + "/cgroup.procs", mark,
+                search, *argv]
 
     def populated(self) -> bool:
         """Whether any process is left in the cgroup (its ``cgroup.events``)."""

@@ -171,13 +171,15 @@ def check_reactor_args(
 
 
 def resolved_argv(args: Any, popen_kwargs: dict[str, Any]) -> list[Any]:
-    """The argv Popen would execute for ``args``, with the program's path
-    resolved as Popen's exec would (``PATH`` of ``env``, relative to ``cwd``).
+    """The argv Popen would execute for ``args`` (``shell`` and ``executable``
+    applied), once the program is known to be there as Popen's exec would
+    find it (``PATH`` of ``env``, relative to ``cwd``).
 
-    For starting a child through a trampoline (see ``_cgroup``), which must
-    exec a path.  Raises what Popen raises for a missing or non-executable
-    program (FileNotFoundError, PermissionError), and ValueError for an
-    ``executable`` other than the program (no portable shell can set argv[0]).
+    For starting a child through a trampoline (see ``_cgroup``), whose exec
+    searches the same path and keeps argv[0] as given.  Raises what Popen
+    raises for a missing or non-executable program (FileNotFoundError,
+    PermissionError), and ValueError for an ``executable`` other than the
+    program (no portable shell can set argv[0]).
     """
     argv = [args] if isinstance(args, (str, bytes, os.PathLike)) else list(args)
     executable = popen_kwargs.get("executable")
@@ -197,7 +199,7 @@ def resolved_argv(args: Any, popen_kwargs: dict[str, Any]) -> list[Any]:
     for candidate in candidates:
         full = os.path.join(base, candidate)
         if os.path.isfile(full) and os.access(full, os.X_OK):
-            return [candidate, *argv[1:]]
+            return argv
         if os.path.exists(full):
             denied = candidate
     if denied is not None:
