@@ -374,3 +374,32 @@ def test_the_program_keeps_its_argv0_when_found_through_PATH(
     uncontained, contained = _run_both(["sh", "-c", 'echo "$0"; cat /proc/$$/cmdline'], env=env)
     assert uncontained == (0, b"sh\nsh\0-c\0" + b'echo "$0"; cat /proc/$$/cmdline\0')
     assert contained == uncontained
+
+
+def _mount_point() -> str:
+    """Where the cgroup2 hierarchy's root is mounted (our cgroup is _PARENT)."""
+    assert _PARENT is not None
+    with open("/proc/self/cgroup") as f:
+        rel = next(line[3:].strip() for line in f if line.startswith("0::"))
+    return _PARENT if rel == "/" else _PARENT[: -len(rel.rstrip("/"))]
+
+
+@pytest.mark.deadline(30)
+def test_a_job_that_made_cgroups_of_its_own_leaves_none_behind() -> None:
+    """A job may make cgroups below its own (a contained reactor of its own,
+    SIGKILLed with the job, leaves one): they are the job's, removed with it."""
+    script = (f'cg="{_mount_point()}$(sed -n "s/^0:://p" /proc/self/cgroup)"; '
+              'mkdir "$cg/inner" "$cg/inner/deeper" && echo $$ > "$cg/inner/deeper/cgroup.procs" '
+              '&& echo ready && exec sleep 1000')
+    with pr.Reactor(contain=True) as reactor:
+        assert reactor._lc.contain is not None
+        ours = reactor._lc.contain.path
+        job = reactor.spawn(["/bin/sh", "-c", script], stdout=pr.PIPE, kill_grace=0.5)
+        while job.stdout.getvalue() != b"ready\n" and job.state is pr.JobState.RUNNING:
+            reactor.step(5)
+        assert job.stdout.getvalue() == b"ready\n"
+        job.cancel()
+        job.wait(20)
+        assert not os.path.exists(ours + "/job.0")  # removed when the job was done
+    assert job.returncode == -signal.SIGTERM
+    assert not os.path.exists(ours)
