@@ -151,7 +151,7 @@ def remove_stale(parent: str) -> None:
         try:
             for job in os.listdir(path):
                 if job.startswith("job."):
-                    _rmdir_quietly(os.path.join(path, job))
+                    _remove_tree(os.path.join(path, job))
         except OSError:
             pass
         _rmdir_quietly(path)
@@ -162,6 +162,16 @@ def _kill(pid: int, sig: int) -> None:
         os.kill(pid, sig)
     except OSError:
         pass  # an unreaped child's pid cannot be gone; EPERM: beyond our reach
+
+
+def _remove_tree(path: str) -> bool:
+    """rmdir a job's cgroup and those its processes made below it (a
+    contained reactor of the job's own, say), deepest first; False if any
+    still holds a process."""
+    for dirpath, dirnames, _ in os.walk(path, topdown=False):
+        for name in dirnames:
+            _rmdir_quietly(os.path.join(dirpath, name))
+    return _rmdir_quietly(path)
 
 
 def _rmdir_quietly(path: str) -> bool:
@@ -317,10 +327,11 @@ class JobCgroup:
         return user, system, peak
 
     def remove(self) -> bool:
-        """rmdir, once empty; False if processes are still in it."""
+        """rmdir (with any cgroup made below it), once empty; False if
+        processes are still in it."""
         if self.state is Tree.REMOVED:
             return True
-        if _rmdir_quietly(self.path):
+        if _remove_tree(self.path):
             self.state = Tree.REMOVED
             return True
         return False
