@@ -403,3 +403,33 @@ def test_a_job_that_made_cgroups_of_its_own_leaves_none_behind() -> None:
         assert not os.path.exists(ours + "/job.0")  # removed when the job was done
     assert job.returncode == -signal.SIGTERM
     assert not os.path.exists(ours)
+
+
+_ODD_ENV = {
+    "A-B": "1", "1X": "2", "spring.profiles.active": "dev",  # not shell names: dropped by sh
+    "BASH_FUNC_f%%": "() {  echo f\n}",  # bash's exported function
+    "IFS": ":", "OPTIND": "7", "PPID": "1",  # set by sh itself
+    "-x": "3", "A": "1",
+}
+
+
+@pytest.mark.deadline(30)
+@pytest.mark.parametrize("inherited", [False, True], ids=["env=", "os.environ"])
+def test_the_program_gets_its_environment_exactly(
+    monkeypatch: pytest.MonkeyPatch, inherited: bool,
+) -> None:
+    """Every variable, in order: also those a shell would drop (names that are
+    not shell names) or set itself (IFS, OPTIND, PPID)."""
+    env = {**_ODD_ENV, "PATH": os.environ["PATH"]}
+    if inherited:
+        for name in list(os.environ):
+            monkeypatch.delenv(name)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+    results = _run_both(["env", "-0"], env=None if inherited else env)
+    for returncode, out in results:
+        assert returncode == 0
+        pairs = [entry.split("=", 1) for entry in out.decode().split("\0")[:-1]]
+        # Inherited, C code may have set more (LINES and COLUMNS, say),
+        # behind os.environ's back: only ours are compared.
+        assert [(k, v) for k, v in pairs if k in env] == list(env.items())
