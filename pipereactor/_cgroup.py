@@ -62,6 +62,10 @@ _SCRIPT: Final = (
     'shift 3; exec "$@"'
 )
 _SHELL: Final = "/bin/sh"
+# The names dash passes on to what it execs unchanged: it drops the others,
+# and sets IFS, OPTIND and PPID itself.
+_SHELL_KEEPS: Final = re.compile(rb"(?!(?:IFS|OPTIND|PPID)\Z)[A-Za-z_][A-Za-z0-9_]*")
+_ENV: Final = "/usr/bin/env"
 #: The poll tick for an exited job's non-empty cgroup: from 2 ms to 100 ms.
 _TICK_MIN: Final = 0.002
 _TICK_MAX: Final = 0.1
@@ -212,13 +216,29 @@ class JobCgroup:
         self._tick = min(tick * 2, _TICK_MAX)
         return tick
 
-    def wrap(self, argv: list[Any], env: Mapping[Any, Any] | None) -> list[Any]:
-        """The argv that runs ``argv`` in this cgroup (see the module's doc).
+    def wrap(
+        self, argv: list[Any], env: Mapping[Any, Any] | None
+    ) -> tuple[list[Any], Mapping[Any, Any] | None]:
+        """The argv, and the environment, that run ``argv`` with ``env`` in
+        this cgroup (see the module's doc), for Popen.
 
         ``argv[0]`` must be a program Popen would find (``resolved_argv``):
         the shell's exec searches the same PATH, and keeps argv[0] as given.
+        An environment the shell would not pass on as it is (a name that is
+        not a shell name, or one it sets itself) is given to ``env -i``
+        instead, which the shell execs: one more exec, for such jobs only.
         """
         environ: Mapping[Any, Any] = os.environ if env is None else env
+        if not all(_SHELL_KEEPS.fullmatch(os.fsencode(name)) for name in environ):
+            # Inherited: os.environ's view (a setenv() by C code behind its
+            # back is not seen here, as it is by a plain Popen).
+            entries = [os.fsencode(k) + b"=" + os.fsencode(v) for k, v in environ.items()]
+            if b"=" in os.fsencode(argv[0]) or not os.access(_ENV, os.X_OK):
+                raise ValueError(f"containment cannot pass on this environment: it needs "
+                                 f"{_ENV}, and a program whose name has no '='")
+            # env(1) searches PATH as Popen does (os.defpath without one).
+            return [_SHELL, "-c", _SCRIPT, "pipereactor", self.path + "/cgroup.procs", "-", "-",
+                    _ENV, "-i", "--", *entries, *argv], {}
         pwd, path = environ.get("PWD"), environ.get("PATH")
         if environ is not os.environ:  # Popen takes bytes keys too
             pwd = environ.get(b"PWD") if pwd is None else pwd
@@ -226,7 +246,7 @@ class JobCgroup:
         mark = "-" if pwd is None else "=" + os.fsdecode(pwd)
         search = "-" if path is not None else "=" + os.defpath
         return [_SHELL, "-c", _SCRIPT, "pipereactor", self.path + "/cgroup.procs", mark,
-                search, *argv]
+                search, *argv], env
 
     def populated(self) -> bool:
         """Whether any process is left in the cgroup (its ``cgroup.events``)."""

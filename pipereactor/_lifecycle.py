@@ -102,8 +102,9 @@ class Lifecycle:
             if self.contain is not None:
                 argv = resolved_argv(args, kwargs)
                 tree = self.contain.new_job()
-                args = tree.wrap(argv, kwargs.get("env"))
+                args, env = tree.wrap(argv, kwargs.get("env"))
                 kwargs = {k: v for k, v in kwargs.items() if k not in ("shell", "executable")}
+                kwargs["env"] = env
             popen = subprocess.Popen(
                 args, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2], bufsize=0, **kwargs
             )
