@@ -433,3 +433,17 @@ def test_the_program_gets_its_environment_exactly(
         # Inherited, C code may have set more (LINES and COLUMNS, say),
         # behind os.environ's back: only ours are compared.
         assert [(k, v) for k, v in pairs if k in env] == list(env.items())
+
+
+@pytest.mark.deadline(30)
+def test_user_that_could_not_join_the_cgroup_is_refused_at_spawn() -> None:
+    """A child that drops to another user before the trampoline runs has no
+    right to write cgroup.procs: spawn() says so, rather than the job ending
+    with the shell's 'Permission denied' and status 125."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to start a child as another user")
+    with pr.Reactor(contain=True) as reactor:
+        with pytest.raises(ValueError, match=r"^user= .* containment"):
+            reactor.spawn(["id", "-u"], user=65534)
+        same = reactor.spawn(["id", "-u"], user=os.geteuid(), stdout=pr.PIPE)
+    assert (same.returncode, same.stdout.getvalue()) == (0, b"%d\n" % os.geteuid())
