@@ -179,7 +179,8 @@ def resolved_argv(args: Any, popen_kwargs: dict[str, Any]) -> list[Any]:
     searches the same path and keeps argv[0] as given.  Raises what Popen
     raises for a missing or non-executable program (FileNotFoundError,
     PermissionError), and ValueError for an ``executable`` other than the
-    program (no portable shell can set argv[0]).
+    program (no portable shell can set argv[0]) and for a ``user`` other
+    than ours (the child could not join its cgroup).
     """
     argv = [args] if isinstance(args, (str, bytes, os.PathLike)) else list(args)
     executable = popen_kwargs.get("executable")
@@ -187,6 +188,16 @@ def resolved_argv(args: Any, popen_kwargs: dict[str, Any]) -> list[Any]:
         argv = [executable or "/bin/sh", "-c", *argv]
     elif executable is not None and os.fsencode(executable) != os.fsencode(argv[0]):
         raise ValueError("executable= other than args[0] cannot be used with containment")
+    user = popen_kwargs.get("user")
+    if user is not None:
+        import pwd  # as Popen does; imported only here, where it is needed
+
+        uid = pwd.getpwnam(user).pw_uid if isinstance(user, str) else user
+        if isinstance(uid, int) and uid != os.geteuid():  # else Popen says what is wrong
+            # The child becomes that user before the trampoline runs, and
+            # then has no right to write its cgroup's cgroup.procs.
+            raise ValueError("user= other than our own cannot be used with containment: "
+                             "the child could not join its cgroup")
     program = os.fsdecode(argv[0])
     cwd = popen_kwargs.get("cwd")
     base = os.fsdecode(cwd) if cwd is not None else ""
