@@ -447,3 +447,47 @@ def test_user_that_could_not_join_the_cgroup_is_refused_at_spawn() -> None:
             reactor.spawn(["id", "-u"], user=65534)
         same = reactor.spawn(["id", "-u"], user=os.geteuid(), stdout=pr.PIPE)
     assert (same.returncode, same.stdout.getvalue()) == (0, b"%d\n" % os.geteuid())
+
+
+
+_OTHER_NAMESPACE = """\
+import sys
+import pipereactor as pr
+with pr.Reactor(contain=True) as reactor:
+    print(reactor._lc.contain.path, flush=True)
+    sys.stdin.readline()  # the other reactor has started (and cleaned up) meanwhile
+    try:
+        job = reactor.spawn(["true"])
+        job.wait(10)
+        print("ran", job.returncode, flush=True)
+    except OSError as exc:
+        print("failed", exc, flush=True)
+"""
+
+
+@pytest.mark.deadline(60)
+def test_stale_cleanup_spares_a_live_reactor_in_another_pid_namespace() -> None:
+    """A reactor in another pid namespace (a container sharing our cgroup)
+    has a pid we cannot see: by its name alone it looks dead.  Starting a
+    reactor here must not remove its cgroup from under it."""
+    if os.geteuid() != 0 or not os.path.exists("/usr/bin/unshare"):
+        pytest.skip("needs root and unshare(1)")
+    other = subprocess.Popen(
+        ["unshare", "-p", "-f", "--mount-proc", sys.executable, "-c", _OTHER_NAMESPACE],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": ROOT})
+    try:
+        assert other.stdin is not None and other.stdout is not None
+        path = other.stdout.readline().strip()
+        assert os.path.basename(path).startswith("pipereactor.1."), path  # pid 1 in there
+        with pr.Reactor(contain=True):
+            pass
+        other.stdin.write("go\n")
+        other.stdin.flush()
+        out, err = other.communicate(timeout=30)
+    finally:
+        if other.returncode is None:
+            other.kill()
+            other.communicate()
+    assert (other.returncode, out) == (0, "ran 0\n"), err
+    assert not os.path.exists(path)
