@@ -28,14 +28,16 @@ child, none in the parent: the parent waits (vfork) only for the shell's exec.
 
 A reactor that was SIGKILLed leaves its cgroups behind; the next one to
 start removes those that are empty, recognising them by name and by their
-owner being gone (its pid no longer runs, or runs with another start time).
-Nothing not named ours is ever touched.
+owner being gone (its pid no longer runs, or runs with another start time,
+and the cgroup is not flock()ed: a live reactor holds its own locked, as its
+pid may be one we cannot see).  Nothing not named ours is ever touched.
 """
 
 from __future__ import annotations
 
 import enum
 import errno
+import fcntl
 import itertools
 import os
 import re
@@ -141,8 +143,27 @@ def _start_time(pid: int | str) -> str | None:
     return stat.rsplit(")", 1)[1].split()[19]
 
 
+def _lock(path: str) -> int:
+    """An fd holding ``path`` (a directory) flock()ed, or -1 if another
+    holds it (or it cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return -1
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return -1
+    return fd
+
+
 def remove_stale(parent: str) -> None:
-    """Remove the empty cgroups of reactors that died without closing."""
+    """Remove the empty cgroups of reactors that died without closing.
+
+    A reactor holds its cgroup flock()ed while it lives: its pid alone does
+    not say, as a reactor in another pid namespace sharing our cgroup (a
+    container) has one we cannot see, or see as another process's."""
     try:
         names = os.listdir(parent)
     except OSError:
@@ -152,12 +173,17 @@ def remove_stale(parent: str) -> None:
         if m is None or _start_time(m.group(1)) == m.group(2):
             continue  # not ours, or its reactor's process still runs
         path = os.path.join(parent, name)
+        lock = _lock(path)
+        if lock < 0:
+            continue  # its reactor lives (elsewhere), or it is gone already
         try:
             for job in os.listdir(path):
                 if job.startswith("job."):
                     _remove_tree(os.path.join(path, job))
         except OSError:
             pass
+        finally:
+            os.close(lock)
         _rmdir_quietly(path)
 
 
@@ -378,6 +404,9 @@ class Containment:
         if not os.path.exists(self.path + "/cgroup.kill"):
             _rmdir_quietly(self.path)
             raise Unavailable("this kernel has no cgroup.kill (Linux 5.14 or later needed)")
+        # Held until close(), and by the kernel's closing of our fds if we
+        # are killed: while it is held, no remove_stale() touches our cgroup.
+        self._lock = _lock(self.path)
         self.memory = self._enable_memory()
 
     def _enable_memory(self) -> bool:
@@ -400,7 +429,20 @@ class Containment:
         """Remove our cgroup (its jobs' must be gone already); False if it
         could not be (processes left in it), or in a forked child."""
         if os.getpid() != self.pid:
+            self.forget()
             return False
+        try:
+            return self._remove()
+        finally:
+            self.forget()
+
+    def forget(self) -> None:
+        """Let go of our lock on the cgroup (our copy of it, in a forked child)."""
+        if self._lock >= 0:
+            os.close(self._lock)
+            self._lock = -1
+
+    def _remove(self) -> bool:
         try:
             names = [n for n in os.listdir(self.path) if n.startswith("job.")]
         except FileNotFoundError:
