@@ -450,6 +450,7 @@ def test_user_that_could_not_join_the_cgroup_is_refused_at_spawn() -> None:
 
 
 
+
 _OTHER_NAMESPACE = """\
 import sys
 import pipereactor as pr
@@ -465,29 +466,47 @@ with pr.Reactor(contain=True) as reactor:
 """
 
 
+def _in_cgroup(cgroup: str, argv: list[str]) -> list[str]:
+    """argv, run in ``cgroup`` (a shell joins it, then execs argv)."""
+    return ["/bin/sh", "-c", f'echo 0 > "{cgroup}/cgroup.procs" && exec "$@"', "sh", *argv]
+
+
 @pytest.mark.deadline(60)
 def test_stale_cleanup_spares_a_live_reactor_in_another_pid_namespace() -> None:
     """A reactor in another pid namespace (a container sharing our cgroup)
     has a pid we cannot see: by its name alone it looks dead.  Starting a
-    reactor here must not remove its cgroup from under it."""
+    reactor beside it must not remove its cgroup from under it.  Both run in
+    a cgroup of the test's own, so that neither cleanup sees anyone else's."""
     if os.geteuid() != 0 or not os.path.exists("/usr/bin/unshare"):
         pytest.skip("needs root and unshare(1)")
-    other = subprocess.Popen(
-        ["unshare", "-p", "-f", "--mount-proc", sys.executable, "-c", _OTHER_NAMESPACE],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": ROOT})
+    assert _PARENT is not None
+    shared = os.path.join(_PARENT, f"pipereactor-test-pidns-{os.getpid()}")
+    os.mkdir(shared)
+    env = {**os.environ, "PYTHONPATH": ROOT}
     try:
-        assert other.stdin is not None and other.stdout is not None
-        path = other.stdout.readline().strip()
-        assert os.path.basename(path).startswith("pipereactor.1."), path  # pid 1 in there
-        with pr.Reactor(contain=True):
-            pass
-        other.stdin.write("go\n")
-        other.stdin.flush()
-        out, err = other.communicate(timeout=30)
+        other = subprocess.Popen(
+            ["unshare", "-p", "-f", "--mount-proc",
+             *_in_cgroup(shared, [sys.executable, "-c", _OTHER_NAMESPACE])],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=env)
+        try:
+            assert other.stdin is not None and other.stdout is not None
+            path = other.stdout.readline().strip()
+            assert os.path.basename(path).startswith("pipereactor.1."), path  # pid 1 in there
+            ours = subprocess.run(
+                _in_cgroup(shared, [sys.executable, "-c",
+                                    "import pipereactor as pr; pr.Reactor(contain=True).close()"]),
+                capture_output=True, text=True, env=env, timeout=30)
+            assert ours.returncode == 0, ours.stderr
+            other.stdin.write("go\n")
+            other.stdin.flush()
+            out, err = other.communicate(timeout=30)
+        finally:
+            if other.returncode is None:
+                other.kill()
+                other.communicate()
+        assert (other.returncode, out) == (0, "ran 0\n"), err
+        assert not [n for n in os.listdir(shared) if os.path.isdir(os.path.join(shared, n))]
     finally:
-        if other.returncode is None:
-            other.kill()
-            other.communicate()
-    assert (other.returncode, out) == (0, "ran 0\n"), err
-    assert not os.path.exists(path)
+        for dirpath, _, _ in sorted(os.walk(shared), key=lambda w: -len(w[0])):
+            os.rmdir(dirpath)
