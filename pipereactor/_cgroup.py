@@ -301,6 +301,9 @@ class JobCgroup:
         joined the cgroup; a child not in it yet is signalled directly (it
         forks nothing before it joins), else the signal would be lost.
         """
+        # Read before the cgroup.kill: a child that joins after this reading
+        # is killed by it or, joining later still, directly.
+        outside = child if child is not None and child not in self._members() else None
         if sig == signal.SIGKILL:
             if self.populated():
                 try:
@@ -308,13 +311,13 @@ class JobCgroup:
                     self.state = Tree.KILLED
                 except OSError:
                     pass
-            if child is not None:
-                _kill(child, sig)  # if it joins after the cgroup.kill
+            if outside is not None:
+                _kill(outside, sig)
             return
         sent: set[int] = set()
-        if child is not None and child not in self._members():
-            _kill(child, sig)
-            sent.add(child)  # once: it may join meanwhile
+        if outside is not None:
+            _kill(outside, sig)
+            sent.add(outside)  # once: it may join meanwhile
         for _ in range(100):  # a fork bomb outruns us: SIGKILL follows anyway
             new = self._members() - sent
             if not new:
