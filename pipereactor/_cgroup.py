@@ -28,14 +28,16 @@ child, none in the parent: the parent waits (vfork) only for the shell's exec.
 
 A reactor that was SIGKILLed leaves its cgroups behind; the next one to
 start removes those that are empty, recognising them by name and by their
-owner being gone (its pid no longer runs, or runs with another start time).
-Nothing not named ours is ever touched.
+owner being gone (its pid no longer runs, or runs with another start time,
+and the cgroup is not flock()ed: a live reactor holds its own locked, as its
+pid may be one we cannot see).  Nothing not named ours is ever touched.
 """
 
 from __future__ import annotations
 
 import enum
 import errno
+import fcntl
 import itertools
 import os
 import re
@@ -51,13 +53,21 @@ _STALE: Final = re.compile(r"pipereactor\.(\d+)\.(\d+)\.\d+")
 #: Exit status of the shell when the child could not join its cgroup.
 JOIN_FAILED: Final = 125
 # $1: the job's cgroup.procs; $2: the caller's PWD ("=value"), or "-" when it
-# had none (dash sets PWD when it starts); then the program and its arguments.
+# had none (dash sets PWD when it starts); $3: "-", or ("=value") the search
+# path Popen would use where the environment has no PATH (os.defpath; the
+# shell's own default differs), set unexported; then the program and its
+# arguments, argv[0] as given: exec searches PATH as Popen does.
 _SCRIPT: Final = (
     'echo 0 >"$1" || exit 125\n'
     'case $2 in -) unset PWD ;; *) PWD=${2#=}; export PWD ;; esac\n'
-    'shift 2; exec "$@"'
+    'case $3 in -) ;; *) PATH=${3#=} ;; esac\n'
+    'shift 3; exec "$@"'
 )
 _SHELL: Final = "/bin/sh"
+# The names dash passes on to what it execs unchanged: it drops the others,
+# and sets IFS, OPTIND and PPID itself.
+_SHELL_KEEPS: Final = re.compile(rb"(?!(?:IFS|OPTIND|PPID)\Z)[A-Za-z_][A-Za-z0-9_]*")
+_ENV: Final = "/usr/bin/env"
 #: The poll tick for an exited job's non-empty cgroup: from 2 ms to 100 ms.
 _TICK_MIN: Final = 0.002
 _TICK_MAX: Final = 0.1
@@ -133,8 +143,27 @@ def _start_time(pid: int | str) -> str | None:
     return stat.rsplit(")", 1)[1].split()[19]
 
 
+def _lock(path: str) -> int:
+    """An fd holding ``path`` (a directory) flock()ed, or -1 if another
+    holds it (or it cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return -1
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return -1
+    return fd
+
+
 def remove_stale(parent: str) -> None:
-    """Remove the empty cgroups of reactors that died without closing."""
+    """Remove the empty cgroups of reactors that died without closing.
+
+    A reactor holds its cgroup flock()ed while it lives: its pid alone does
+    not say, as a reactor in another pid namespace sharing our cgroup (a
+    container) has one we cannot see, or see as another process's."""
     try:
         names = os.listdir(parent)
     except OSError:
@@ -144,13 +173,35 @@ def remove_stale(parent: str) -> None:
         if m is None or _start_time(m.group(1)) == m.group(2):
             continue  # not ours, or its reactor's process still runs
         path = os.path.join(parent, name)
+        lock = _lock(path)
+        if lock < 0:
+            continue  # its reactor lives (elsewhere), or it is gone already
         try:
             for job in os.listdir(path):
                 if job.startswith("job."):
-                    _rmdir_quietly(os.path.join(path, job))
+                    _remove_tree(os.path.join(path, job))
         except OSError:
             pass
+        finally:
+            os.close(lock)
         _rmdir_quietly(path)
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except OSError:
+        pass  # an unreaped child's pid cannot be gone; EPERM: beyond our reach
+
+
+def _remove_tree(path: str) -> bool:
+    """rmdir a job's cgroup and those its processes made below it (a
+    contained reactor of the job's own, say), deepest first; False if any
+    still holds a process."""
+    for dirpath, dirnames, _ in os.walk(path, topdown=False):
+        for name in dirnames:
+            _rmdir_quietly(os.path.join(dirpath, name))
+    return _rmdir_quietly(path)
 
 
 def _rmdir_quietly(path: str) -> bool:
@@ -166,13 +217,22 @@ def _rmdir_quietly(path: str) -> bool:
 class JobCgroup:
     """One job's cgroup: join it (``wrap``), signal it, watch it empty."""
 
-    __slots__ = ("path", "state", "memory", "_tick")
+    __slots__ = ("path", "state", "memory", "_tick", "_final")
 
     def __init__(self, path: str, memory: bool = False) -> None:
         self.path = path
         self.state = Tree.LIVE
         self.memory = memory  # the memory controller is on: memory.peak exists
         self._tick = _TICK_MIN
+        # Whether no process can join any more, so that an empty cgroup stays
+        # empty: the child was seen in it, or is gone.  Until then, an empty
+        # cgroup may only mean that the trampoline has not joined yet.
+        self._final = False
+
+    def child_gone(self) -> None:
+        """The job's child was reaped: whatever is in the cgroup now is all
+        there will ever be (nothing outside it joins a job's cgroup)."""
+        self._final = True
 
     def next_tick(self) -> float:
         """How long until the next look at ``cgroup.events`` (which cannot be
@@ -182,17 +242,37 @@ class JobCgroup:
         self._tick = min(tick * 2, _TICK_MAX)
         return tick
 
-    def wrap(self, argv: list[Any], env: Mapping[Any, Any] | None) -> list[Any]:
-        """The argv that runs ``argv`` in this cgroup (see the module's doc).
+    def wrap(
+        self, argv: list[Any], env: Mapping[Any, Any] | None
+    ) -> tuple[list[Any], Mapping[Any, Any] | None]:
+        """The argv, and the environment, that run ``argv`` with ``env`` in
+        this cgroup (see the module's doc), for Popen.
 
-        ``argv[0]`` must already be the path of the program to run.
+        ``argv[0]`` must be a program Popen would find (``resolved_argv``):
+        the shell's exec searches the same PATH, and keeps argv[0] as given.
+        An environment the shell would not pass on as it is (a name that is
+        not a shell name, or one it sets itself) is given to ``env -i``
+        instead, which the shell execs: one more exec, for such jobs only.
         """
         environ: Mapping[Any, Any] = os.environ if env is None else env
-        pwd = environ.get("PWD")
-        if pwd is None and environ is not os.environ:
-            pwd = environ.get(b"PWD")  # Popen takes bytes keys too
+        if not all(_SHELL_KEEPS.fullmatch(os.fsencode(name)) for name in environ):
+            # Inherited: os.environ's view (a setenv() by C code behind its
+            # back is not seen here, as it is by a plain Popen).
+            entries = [os.fsencode(k) + b"=" + os.fsencode(v) for k, v in environ.items()]
+            if b"=" in os.fsencode(argv[0]) or not os.access(_ENV, os.X_OK):
+                raise ValueError(f"containment cannot pass on this environment: it needs "
+                                 f"{_ENV}, and a program whose name has no '='")
+            # env(1) searches PATH as Popen does (os.defpath without one).
+            return [_SHELL, "-c", _SCRIPT, "pipereactor", self.path + "/cgroup.procs", "-", "-",
+                    _ENV, "-i", "--", *entries, *argv], {}
+        pwd, path = environ.get("PWD"), environ.get("PATH")
+        if environ is not os.environ:  # Popen takes bytes keys too
+            pwd = environ.get(b"PWD") if pwd is None else pwd
+            path = environ.get(b"PATH") if path is None else path
         mark = "-" if pwd is None else "=" + os.fsdecode(pwd)
-        return [_SHELL, "-c", _SCRIPT, "pipereactor", self.path + "/cgroup.procs", mark, *argv]
+        search = "-" if path is not None else "=" + os.defpath
+        return [_SHELL, "-c", _SCRIPT, "pipereactor", self.path + "/cgroup.procs", mark,
+                search, *argv], env
 
     def populated(self) -> bool:
         """Whether any process is left in the cgroup (its ``cgroup.events``)."""
@@ -204,25 +284,40 @@ class JobCgroup:
             self.state = Tree.REMOVED
             return False
         if "populated 0" in events:
-            self.state = Tree.EMPTY
+            if self._final:
+                self.state = Tree.EMPTY
             return False
+        self._final = True  # the child joined (only it puts a process in)
         return True
 
-    def signal(self, sig: int) -> None:
+    def signal(self, sig: int, child: int | None = None) -> None:
         """SIGKILL: ``cgroup.kill`` (every process, forks in flight too).
         Another signal: each process listed in ``cgroup.procs``, until a
         reading finds none not yet signalled (a fork between two readings is
-        caught by the next one)."""
-        if not self.populated():
-            return
+        caught by the next one).
+
+        ``child``: the pid of the job's child while it is unreaped (so that
+        the pid is still its own).  Popen returns before the trampoline has
+        joined the cgroup; a child not in it yet is signalled directly (it
+        forks nothing before it joins), else the signal would be lost.
+        """
+        # Read before the cgroup.kill: a child that joins after this reading
+        # is killed by it or, joining later still, directly.
+        outside = child if child is not None and child not in self._members() else None
         if sig == signal.SIGKILL:
-            try:
-                _write(self.path + "/cgroup.kill", "1")
-                self.state = Tree.KILLED
-            except OSError:
-                pass
+            if self.populated():
+                try:
+                    _write(self.path + "/cgroup.kill", "1")
+                    self.state = Tree.KILLED
+                except OSError:
+                    pass
+            if outside is not None:
+                _kill(outside, sig)
             return
         sent: set[int] = set()
+        if outside is not None:
+            _kill(outside, sig)
+            sent.add(outside)  # once: it may join meanwhile
         for _ in range(100):  # a fork bomb outruns us: SIGKILL follows anyway
             new = self._members() - sent
             if not new:
@@ -281,10 +376,11 @@ class JobCgroup:
         return user, system, peak
 
     def remove(self) -> bool:
-        """rmdir, once empty; False if processes are still in it."""
+        """rmdir (with any cgroup made below it), once empty; False if
+        processes are still in it."""
         if self.state is Tree.REMOVED:
             return True
-        if _rmdir_quietly(self.path):
+        if _remove_tree(self.path):
             self.state = Tree.REMOVED
             return True
         return False
@@ -311,6 +407,9 @@ class Containment:
         if not os.path.exists(self.path + "/cgroup.kill"):
             _rmdir_quietly(self.path)
             raise Unavailable("this kernel has no cgroup.kill (Linux 5.14 or later needed)")
+        # Held until close(), and by the kernel's closing of our fds if we
+        # are killed: while it is held, no remove_stale() touches our cgroup.
+        self._lock = _lock(self.path)
         self.memory = self._enable_memory()
 
     def _enable_memory(self) -> bool:
@@ -333,7 +432,20 @@ class Containment:
         """Remove our cgroup (its jobs' must be gone already); False if it
         could not be (processes left in it), or in a forked child."""
         if os.getpid() != self.pid:
+            self.forget()
             return False
+        try:
+            return self._remove()
+        finally:
+            self.forget()
+
+    def forget(self) -> None:
+        """Let go of our lock on the cgroup (our copy of it, in a forked child)."""
+        if self._lock >= 0:
+            os.close(self._lock)
+            self._lock = -1
+
+    def _remove(self) -> bool:
         try:
             names = [n for n in os.listdir(self.path) if n.startswith("job.")]
         except FileNotFoundError:

@@ -339,7 +339,9 @@ class Job:
         if self._popen is None or self.state is JobState.DONE:
             return
         if self._cgroup is not None and self._cgroup.state is not Tree.REMOVED:
-            self._cgroup.signal(sig)  # the whole tree, however it detached
+            # The whole tree, however it detached; the child itself too
+            # while unreaped (it may not have joined its cgroup yet).
+            self._cgroup.signal(sig, self.pid if self.state is JobState.RUNNING else None)
         elif self._own_group:
             if self._stop is Stop.SWEPT:
                 return  # the group was SIGKILLed; its id may be free by now

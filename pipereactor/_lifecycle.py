@@ -102,8 +102,9 @@ class Lifecycle:
             if self.contain is not None:
                 argv = resolved_argv(args, kwargs)
                 tree = self.contain.new_job()
-                args = tree.wrap(argv, kwargs.get("env"))
+                args, env = tree.wrap(argv, kwargs.get("env"))
                 kwargs = {k: v for k, v in kwargs.items() if k not in ("shell", "executable")}
+                kwargs["env"] = env
             popen = subprocess.Popen(
                 args, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2], bufsize=0, **kwargs
             )
@@ -313,6 +314,8 @@ class Lifecycle:
         job.returncode = popen.returncode
         job.exited_at = time.monotonic()
         job.state = JobState.EXITED
+        if job._cgroup is not None:
+            job._cgroup.child_gone()  # its cgroup's emptiness is final from now on
         self.exits.unwatch(job)
         if job._stop is Stop.STOPPING and job._sweeps():
             # No waitid, or the child was reaped elsewhere (ECHILD): sweep

@@ -209,7 +209,9 @@ def detach_after_fork(lc: Lifecycle) -> None:
             job._popen.returncode = 0
     lc.live.clear()
     lc.admission.forget()
-    lc.contain = None  # the parent's to remove
+    if lc.contain is not None:
+        lc.contain.forget()  # our copy of its lock's fd; the cgroup is the parent's to remove
+        lc.contain = None
     # A kqueue is not inherited across fork (and Pythons before 3.12.1 do not
     # know it): closing "ours", even by collecting it, could close an
     # unrelated fd.  Such objects are kept alive for good.

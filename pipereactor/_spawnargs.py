@@ -171,13 +171,16 @@ def check_reactor_args(
 
 
 def resolved_argv(args: Any, popen_kwargs: dict[str, Any]) -> list[Any]:
-    """The argv Popen would execute for ``args``, with the program's path
-    resolved as Popen's exec would (``PATH`` of ``env``, relative to ``cwd``).
+    """The argv Popen would execute for ``args`` (``shell`` and ``executable``
+    applied), once the program is known to be there as Popen's exec would
+    find it (``PATH`` of ``env``, relative to ``cwd``).
 
-    For starting a child through a trampoline (see ``_cgroup``), which must
-    exec a path.  Raises what Popen raises for a missing or non-executable
-    program (FileNotFoundError, PermissionError), and ValueError for an
-    ``executable`` other than the program (no portable shell can set argv[0]).
+    For starting a child through a trampoline (see ``_cgroup``), whose exec
+    searches the same path and keeps argv[0] as given.  Raises what Popen
+    raises for a missing or non-executable program (FileNotFoundError,
+    PermissionError), and ValueError for an ``executable`` other than the
+    program (no portable shell can set argv[0]) and for a ``user`` other
+    than ours (the child could not join its cgroup).
     """
     argv = [args] if isinstance(args, (str, bytes, os.PathLike)) else list(args)
     executable = popen_kwargs.get("executable")
@@ -185,6 +188,16 @@ def resolved_argv(args: Any, popen_kwargs: dict[str, Any]) -> list[Any]:
         argv = [executable or "/bin/sh", "-c", *argv]
     elif executable is not None and os.fsencode(executable) != os.fsencode(argv[0]):
         raise ValueError("executable= other than args[0] cannot be used with containment")
+    user = popen_kwargs.get("user")
+    if user is not None:
+        import pwd  # as Popen does; imported only here, where it is needed
+
+        uid = pwd.getpwnam(user).pw_uid if isinstance(user, str) else user
+        if isinstance(uid, int) and uid != os.geteuid():  # else Popen says what is wrong
+            # The child becomes that user before the trampoline runs, and
+            # then has no right to write its cgroup's cgroup.procs.
+            raise ValueError("user= other than our own cannot be used with containment: "
+                             "the child could not join its cgroup")
     program = os.fsdecode(argv[0])
     cwd = popen_kwargs.get("cwd")
     base = os.fsdecode(cwd) if cwd is not None else ""
@@ -197,7 +210,7 @@ def resolved_argv(args: Any, popen_kwargs: dict[str, Any]) -> list[Any]:
     for candidate in candidates:
         full = os.path.join(base, candidate)
         if os.path.isfile(full) and os.access(full, os.X_OK):
-            return [candidate, *argv[1:]]
+            return argv
         if os.path.exists(full):
             denied = candidate
     if denied is not None:

@@ -314,3 +314,198 @@ def test_the_runner_refuses_contain_yes_where_it_cannot_be_had() -> None:
     assert not any(name.startswith("ran-") for name in os.listdir(ROOT))  # nothing ran
     bad = _cli("--contain", "sometimes")
     assert bad.returncode == 2 and b"--contain" in bad.stderr
+
+
+@pytest.mark.deadline(30)
+@pytest.mark.parametrize("how", ["cancel", "kill", "timeout", "close"])
+def test_a_stop_before_the_child_joined_its_cgroup_still_reaches_it(
+    monkeypatch: pytest.MonkeyPatch, how: str,
+) -> None:
+    """Popen returns once the trampoline runs, before it has written its pid
+    into the cgroup: a stop in that window must reach the child (the cgroup
+    is empty then), and must not make the cgroup look empty for good."""
+    gate_r, gate_w = os.pipe()
+    # The trampoline waits for the gate before it joins: the window, held open.
+    monkeypatch.setattr(_cgroup, "_SCRIPT", f"read _ </dev/fd/{gate_r}\n" + _cgroup._SCRIPT)
+    try:
+        reactor = pr.Reactor(contain=True)
+        try:
+            job = reactor.spawn(["sleep", "1000"], pass_fds=(gate_r,), kill_grace=0.2,
+                                timeout=0 if how == "timeout" else None)
+            if how == "cancel":
+                job.cancel()
+            elif how == "kill":
+                job.kill()
+            elif how == "timeout":
+                reactor.step(0)
+            else:
+                reactor.close()  # hung for good when the signal was lost
+            os.write(gate_w, b"\n")  # the trampoline, if alive, joins and runs sleep
+            if how != "close":
+                job.wait(20)
+        finally:
+            reactor.close()
+    finally:
+        os.close(gate_r)
+        os.close(gate_w)
+    assert job.state is pr.JobState.DONE
+    assert job.returncode in (-signal.SIGTERM, -signal.SIGKILL)
+
+
+def _run_both(args: object, **kwargs: object) -> list[tuple[int | None, bytes]]:
+    """(returncode, stdout+stderr) of ``args`` run uncontained, then contained."""
+    results = []
+    for contain in (False, True):
+        with pr.Reactor(contain=contain) as reactor:
+            job = reactor.spawn(args, stdout=pr.PIPE, stderr=pr.STDOUT, **kwargs)  # type: ignore[arg-type]
+        assert job.contained is contain
+        results.append((job.returncode, job.stdout.getvalue()))
+    return results
+
+
+@pytest.mark.deadline(30)
+@pytest.mark.parametrize("env", [None, {"A": "1"}], ids=["inherited", "without-PATH"])
+def test_the_program_keeps_its_argv0_when_found_through_PATH(
+    env: dict[str, str] | None,
+) -> None:
+    """Popen execs the file it finds in PATH with argv[0] as given ('sh'),
+    not the path it found ('/usr/bin/sh'): so must the trampoline."""
+    uncontained, contained = _run_both(["sh", "-c", 'echo "$0"; cat /proc/$$/cmdline'], env=env)
+    assert uncontained == (0, b"sh\nsh\0-c\0" + b'echo "$0"; cat /proc/$$/cmdline\0')
+    assert contained == uncontained
+
+
+def _mount_point() -> str:
+    """Where the cgroup2 hierarchy's root is mounted (our cgroup is _PARENT)."""
+    assert _PARENT is not None
+    with open("/proc/self/cgroup") as f:
+        rel = next(line[3:].strip() for line in f if line.startswith("0::"))
+    return _PARENT if rel == "/" else _PARENT[: -len(rel.rstrip("/"))]
+
+
+@pytest.mark.deadline(30)
+def test_a_job_that_made_cgroups_of_its_own_leaves_none_behind() -> None:
+    """A job may make cgroups below its own (a contained reactor of its own,
+    SIGKILLed with the job, leaves one): they are the job's, removed with it."""
+    script = (f'cg="{_mount_point()}$(sed -n "s/^0:://p" /proc/self/cgroup)"; '
+              'mkdir "$cg/inner" "$cg/inner/deeper" && echo $$ > "$cg/inner/deeper/cgroup.procs" '
+              '&& echo ready && exec sleep 1000')
+    with pr.Reactor(contain=True) as reactor:
+        assert reactor._lc.contain is not None
+        ours = reactor._lc.contain.path
+        job = reactor.spawn(["/bin/sh", "-c", script], stdout=pr.PIPE, kill_grace=0.5)
+        while job.stdout.getvalue() != b"ready\n" and job.state is pr.JobState.RUNNING:
+            reactor.step(5)
+        assert job.stdout.getvalue() == b"ready\n"
+        job.cancel()
+        job.wait(20)
+        assert not os.path.exists(ours + "/job.0")  # removed when the job was done
+    assert job.returncode == -signal.SIGTERM
+    assert not os.path.exists(ours)
+
+
+_ODD_ENV = {
+    "A-B": "1", "1X": "2", "spring.profiles.active": "dev",  # not shell names: dropped by sh
+    "BASH_FUNC_f%%": "() {  echo f\n}",  # bash's exported function
+    "IFS": ":", "OPTIND": "7", "PPID": "1",  # set by sh itself
+    "-x": "3", "A": "1",
+}
+
+
+@pytest.mark.deadline(30)
+@pytest.mark.parametrize("inherited", [False, True], ids=["env=", "os.environ"])
+def test_the_program_gets_its_environment_exactly(
+    monkeypatch: pytest.MonkeyPatch, inherited: bool,
+) -> None:
+    """Every variable, in order: also those a shell would drop (names that are
+    not shell names) or set itself (IFS, OPTIND, PPID)."""
+    env = {**_ODD_ENV, "PATH": os.environ["PATH"]}
+    if inherited:
+        for name in list(os.environ):
+            monkeypatch.delenv(name)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+    results = _run_both(["env", "-0"], env=None if inherited else env)
+    for returncode, out in results:
+        assert returncode == 0
+        pairs = [entry.split("=", 1) for entry in out.decode().split("\0")[:-1]]
+        # Inherited, C code may have set more (LINES and COLUMNS, say),
+        # behind os.environ's back: only ours are compared.
+        assert [(k, v) for k, v in pairs if k in env] == list(env.items())
+
+
+@pytest.mark.deadline(30)
+def test_user_that_could_not_join_the_cgroup_is_refused_at_spawn() -> None:
+    """A child that drops to another user before the trampoline runs has no
+    right to write cgroup.procs: spawn() says so, rather than the job ending
+    with the shell's 'Permission denied' and status 125."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to start a child as another user")
+    with pr.Reactor(contain=True) as reactor:
+        with pytest.raises(ValueError, match=r"^user= .* containment"):
+            reactor.spawn(["id", "-u"], user=65534)
+        same = reactor.spawn(["id", "-u"], user=os.geteuid(), stdout=pr.PIPE)
+    assert (same.returncode, same.stdout.getvalue()) == (0, b"%d\n" % os.geteuid())
+
+
+
+
+_OTHER_NAMESPACE = """\
+import sys
+import pipereactor as pr
+with pr.Reactor(contain=True) as reactor:
+    print(reactor._lc.contain.path, flush=True)
+    sys.stdin.readline()  # the other reactor has started (and cleaned up) meanwhile
+    try:
+        job = reactor.spawn(["true"])
+        job.wait(10)
+        print("ran", job.returncode, flush=True)
+    except OSError as exc:
+        print("failed", exc, flush=True)
+"""
+
+
+def _in_cgroup(cgroup: str, argv: list[str]) -> list[str]:
+    """argv, run in ``cgroup`` (a shell joins it, then execs argv)."""
+    return ["/bin/sh", "-c", f'echo 0 > "{cgroup}/cgroup.procs" && exec "$@"', "sh", *argv]
+
+
+@pytest.mark.deadline(60)
+def test_stale_cleanup_spares_a_live_reactor_in_another_pid_namespace() -> None:
+    """A reactor in another pid namespace (a container sharing our cgroup)
+    has a pid we cannot see: by its name alone it looks dead.  Starting a
+    reactor beside it must not remove its cgroup from under it.  Both run in
+    a cgroup of the test's own, so that neither cleanup sees anyone else's."""
+    if os.geteuid() != 0 or not os.path.exists("/usr/bin/unshare"):
+        pytest.skip("needs root and unshare(1)")
+    assert _PARENT is not None
+    shared = os.path.join(_PARENT, f"pipereactor-test-pidns-{os.getpid()}")
+    os.mkdir(shared)
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    try:
+        other = subprocess.Popen(
+            ["unshare", "-p", "-f", "--mount-proc",
+             *_in_cgroup(shared, [sys.executable, "-c", _OTHER_NAMESPACE])],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=env)
+        try:
+            assert other.stdin is not None and other.stdout is not None
+            path = other.stdout.readline().strip()
+            assert os.path.basename(path).startswith("pipereactor.1."), path  # pid 1 in there
+            ours = subprocess.run(
+                _in_cgroup(shared, [sys.executable, "-c",
+                                    "import pipereactor as pr; pr.Reactor(contain=True).close()"]),
+                capture_output=True, text=True, env=env, timeout=30)
+            assert ours.returncode == 0, ours.stderr
+            other.stdin.write("go\n")
+            other.stdin.flush()
+            out, err = other.communicate(timeout=30)
+        finally:
+            if other.returncode is None:
+                other.kill()
+                other.communicate()
+        assert (other.returncode, out) == (0, "ran 0\n"), err
+        assert not [n for n in os.listdir(shared) if os.path.isdir(os.path.join(shared, n))]
+    finally:
+        for dirpath, _, _ in sorted(os.walk(shared), key=lambda w: -len(w[0])):
+            os.rmdir(dirpath)
