@@ -172,6 +172,12 @@ WORKLOADS = {
                  1, "count", ["pipereactor 1 MiB", "pipereactor 64 KiB"], "CPU us per read",
                  targets=[("CPU us per read", "<=", "pipereactor 64 KiB", 1.2)],
                  columns=("reads", "parent CPU s", "wall s")),
+        Workload("W3c", "W3 with each job in a cgroup of its own (Reactor(contain=True)) "
+                 "against W3 in process groups",
+                 lambda s: [Job(["/bin/true"], 0) for _ in range(max(16, int(2000 * s)))], 16, "keep",
+                 ["pipereactor contained", "pipereactor"], "jobs/s",
+                 targets=[("jobs/s", ">=", "pipereactor", 0.5)],
+                 columns=("parent CPU s", "wall s")),
     ]
 }
 
@@ -185,7 +191,7 @@ COUNTERS: dict[str, int] = {}
 
 
 def run_pipereactor(jobs: list[Job], parallel: int, mode: str, tmp: str,
-                    pipesize: int | None = None) -> list[tuple[Any, Any]]:
+                    pipesize: int | None = None, contain: bool = False) -> list[tuple[Any, Any]]:
     counts: dict[tuple[int, str], int] = {}
     COUNTERS["reads"] = 0
 
@@ -209,7 +215,7 @@ def run_pipereactor(jobs: list[Job], parallel: int, mode: str, tmp: str,
         return pr.NullSink()
 
     extra: dict[str, Any] = {} if pipesize is None else {"pipesize": pipesize}
-    with pr.Reactor(max_parallel=parallel) as reactor:
+    with pr.Reactor(max_parallel=parallel, contain=contain) as reactor:
         handles = [
             reactor.spawn(job.argv, stdin=job.stdin, stdout=sink("out", i), stderr=sink("err", i),
                           **extra)
@@ -418,6 +424,7 @@ SYSTEMS: dict[str, Callable[[list[Job], int, str, str], list[tuple[Any, Any]]]] 
     "pipereactor": run_pipereactor,
     "pipereactor 1 MiB": functools.partial(run_pipereactor, pipesize=MiB),
     "pipereactor 64 KiB": functools.partial(run_pipereactor, pipesize=64 * 1024),
+    "pipereactor contained": functools.partial(run_pipereactor, contain=True),
     "communicate": run_communicate,
     "threads": run_threads,
     "threadpool": run_threadpool,
@@ -664,6 +671,13 @@ def main() -> int:
     if args.smoke:
         args.reps, args.scale = 1, 1 / 256
     names = [n for n in WORKLOADS if not args.only or n in args.only.split(",")]
+    skipped = []
+    try:
+        pr.Reactor(contain=True).close()
+    except RuntimeError as exc:
+        if "W3c" in names:
+            names.remove("W3c")
+            skipped.append(f"W3c skipped: {exc}")
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {n: {} for n in names}
     started = time.monotonic()
     for rep in range(args.reps):
@@ -692,6 +706,7 @@ def main() -> int:
         print(f"Library: after = {describe(LIB)}; before = {describe(before)}")
     print(f"Command: `{command.strip()}` ({args.reps} repetitions, scale {args.scale:g}, "
           f"{time.monotonic() - started:.0f} s)")
+    print("\n".join(skipped))
     print(table)
     print("\nTargets (medians of per-repetition ratios):\n")
     print("\n".join(verdicts))

@@ -28,6 +28,7 @@ class Due(enum.Enum):
     KILL = 1  #: ``kill_grace`` after a stop: SIGKILL what is left
     EOF = 2  #: ``eof_grace`` after the exit: stop waiting for pipe EOF
     WATCH = 3  #: a job with output pipes still runs: watch for its exit from now on
+    TREE = 4  #: a contained job has exited: is its cgroup empty yet?
 
 
 def _still_due(kind: Due, ref: weakref.ref[Job]) -> bool:
@@ -35,7 +36,7 @@ def _still_due(kind: Due, ref: weakref.ref[Job]) -> bool:
     job = ref()
     if job is None:
         return False
-    if kind is Due.EOF:
+    if kind is Due.EOF or kind is Due.TREE:
         return job.state is JobState.EXITED
     if kind is Due.WATCH:
         return job.state is JobState.RUNNING

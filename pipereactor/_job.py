@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, Union
 
+from ._cgroup import JobCgroup, Tree
 from ._feeds import Feed, StdinWriter
 from ._sinks import Sink
 
@@ -134,7 +135,12 @@ class Job:
         duration: seconds from start to the child's exit (so far, while it
             runs), on the monotonic clock; None if it never started.
         rusage: a :class:`Rusage` once the reactor has reaped the child; None
-            before, and if the child was reaped elsewhere.
+            before, and if the child was reaped elsewhere.  For a contained
+            job, once it is done: the CPU of every process that ran in its
+            cgroup, and their peak memory where the memory controller is on.
+        contained: True if the job runs in a cgroup of its own (see
+            ``Reactor(contain=...)``), so that stopping it stops its whole
+            process tree; False if it relies on its process group.
     """
 
     def __init__(
@@ -193,6 +199,9 @@ class Job:
         self._readers: list[Reader] = []
         self._writer: Writer | None = None
         self._exit_watch: Any = None
+        #: The job's cgroup while it has one (see _cgroup), else None.
+        self._cgroup: JobCgroup | None = None
+        self.contained = False
         # Whether signals go to the child's whole process group.
         self._own_group = bool(popen_kwargs.get("start_new_session")) or (
             popen_kwargs.get("process_group") == 0
@@ -276,14 +285,16 @@ class Job:
                 pass
 
     def terminate(self) -> None:
-        """SIGTERM to the job's process group (the child and its descendants).
+        """SIGTERM to the job's process group (the child and its descendants);
+        for a contained job, to every process in its cgroup.
 
         On a pending job, the same as ``cancel()``.  No escalation: see cancel().
         """
         self._signal_job(signal.SIGTERM)
 
     def kill(self) -> None:
-        """SIGKILL to the job's process group.  On a pending job, ``cancel()``."""
+        """SIGKILL to the job's process group (``cgroup.kill`` for a contained
+        job: its whole tree).  On a pending job, ``cancel()``."""
         self._signal_job(signal.SIGKILL)
 
     def cancel(self) -> None:
@@ -303,9 +314,16 @@ class Job:
         else:
             self._signal_group(sig)
 
+    def _sweeps(self) -> bool:
+        """Whether the rest of the group is SIGKILLed as soon as a stopped
+        job's child exits; a contained job's tree gets its kill_grace instead."""
+        return self._own_group and self._cgroup is None
+
     def _group_alive(self) -> bool:
         """Whether the job's own process group may still have members
         (False once it was swept, or without a group of its own)."""
+        if self._cgroup is not None:
+            return self._cgroup.populated()
         if not self._own_group or self._stop is Stop.SWEPT or self._popen is None:
             return False
         try:
@@ -320,7 +338,11 @@ class Job:
         """Signal the process group while any of it may live, else the child."""
         if self._popen is None or self.state is JobState.DONE:
             return
-        if self._own_group:
+        if self._cgroup is not None and self._cgroup.state is not Tree.REMOVED:
+            # The whole tree, however it detached; the child itself too
+            # while unreaped (it may not have joined its cgroup yet).
+            self._cgroup.signal(sig, self.pid if self.state is JobState.RUNNING else None)
+        elif self._own_group:
             if self._stop is Stop.SWEPT:
                 return  # the group was SIGKILLed; its id may be free by now
             # Known gap: a job whose child was reaped while the pipe holder had

@@ -6,16 +6,19 @@ The transitions, each in one method:
                  On failure the job is PENDING again with no fd open.
 ``reap``         RUNNING -> EXITED, once the child has exited (no user code).
 ``finish``       EXITED (or PENDING) -> DONE, once every output pipe is
-                 closed; then ``settle`` runs the user-facing end: sinks
-                 closed, ``on_exit`` called.  The state is final before any
-                 user code runs.
+                 closed and a contained job's cgroup is empty; then
+                 ``settle`` runs the user-facing end: sinks closed,
+                 ``on_exit`` called.  The state is final before any user
+                 code runs.
 ``stop``         a RUNNING or EXITED job gets SIGTERM now and SIGKILL after
                  ``kill_grace`` (``Stop.STOPPING``); once its child is a
                  zombie, what is left of its group is SIGKILLed (``SWEPT``).
+                 A contained job's tree gets the whole ``kill_grace``.
 
 Done means exited *and* drained (Twisted's processEnded, asyncio's
 ``_try_finish``): ``eof_grace`` bounds the wait for the drain when a
-grandchild holds a pipe open.
+grandchild holds a pipe open, and, for a contained job, the wait for what
+the child left in its cgroup (then ``cgroup.kill``).
 """
 
 from __future__ import annotations
@@ -30,12 +33,15 @@ from typing import Any, Final
 
 from . import _childwatch, _fdlimit
 from ._admission import Admission
+from ._cgroup import Containment, Tree
 from ._deadlines import Deadlines, Due
 from ._exits import Exits
 from ._feeds import StdinWriter
 from ._job import Job, JobCancelled, JobState, Rusage, Stop
-from ._pipes import Reader, Writer, make_job_pipes, write_position
+from ._jobfds import JobFds
+from ._pipes import Reader, make_job_pipes, write_position
 from ._sinks import Sink, count
+from ._spawnargs import resolved_argv
 
 __all__ = ["Lifecycle", "call_quietly"]
 
@@ -47,6 +53,10 @@ _WATCH_AFTER: Final = 0.05
 #: but no more than this many chunks: a grandchild may keep writing forever.
 _FINAL_DRAIN_CHUNKS: Final = 16
 
+#: After a contained job's tree was killed, how long its pipes may stay open
+#: (held by a process outside the tree, given the fd over a socket, say).
+_PIPES_AFTER_KILL: Final = 1.0
+
 
 class Lifecycle:
     """Moves jobs between states; owns the set of live jobs and their fds."""
@@ -57,8 +67,11 @@ class Lifecycle:
         exits: Exits,
         admission: Admission,
         completed: Callable[[Job], None],
+        contain: Containment | None = None,
     ) -> None:
+        self.contain = contain
         self.selector = selector
+        self.fds = JobFds(selector)
         self.exits = exits
         self.admission = admission
         self.deadlines = Deadlines()
@@ -82,21 +95,30 @@ class Lifecycle:
                 launch.popen_kwargs.get("pipesize"), self._devnull,
             )
         except BaseException:
-            self.close_fds(job, retry=True)
+            self.fds.close(job, retry=True)
             raise
+        args, kwargs, tree = job.args, launch.popen_kwargs, None
         try:
+            if self.contain is not None:
+                argv = resolved_argv(args, kwargs)
+                tree = self.contain.new_job()
+                args, env = tree.wrap(argv, kwargs.get("env"))
+                kwargs = {k: v for k, v in kwargs.items() if k not in ("shell", "executable")}
+                kwargs["env"] = env
             popen = subprocess.Popen(
-                job.args, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2], bufsize=0,
-                **launch.popen_kwargs,
+                args, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2], bufsize=0, **kwargs
             )
         except BaseException:
-            self.close_fds(job, retry=True)
+            if tree is not None:
+                tree.remove()
+            self.fds.close(job, retry=True)
             raise
         finally:
             for fd in child_ends:  # the child has its copies, or never will
                 os.close(fd)
         try:
             job._popen = popen
+            job._cgroup = tree
             job.pid = popen.pid
             job.started_at = time.monotonic()
             job.state = JobState.RUNNING
@@ -126,13 +148,7 @@ class Lifecycle:
         gone), and need no watch at all.  A child that exits while a
         grandchild keeps its pipes open is noticed at most that much later.
         """
-        for reader in job._readers:
-            self.selector.register(reader.fd.fd, selectors.EVENT_READ, reader)
-        writer = job._writer
-        if writer is not None:
-            if isinstance(writer.feed, StdinWriter):
-                writer.feed._wake = lambda: self.want_write(writer)
-            self.want_write(writer)
+        self.fds.register(job)
         if job._readers:
             self.schedule(time.monotonic() + _WATCH_AFTER, Due.WATCH, job)
         else:
@@ -161,7 +177,11 @@ class Lifecycle:
                 break  # EPERM (a setuid child), say: it is beyond our reach
             except BaseException:
                 continue  # an interrupt: kill (again) and wait again
-        self.close_fds(job, retry=True)
+        tree, job._cgroup = job._cgroup, None
+        if tree is not None:
+            tree.signal(signal.SIGKILL)  # a grandchild forked already dies too
+            tree.remove()  # else close() tries again
+        self.fds.close(job, retry=True)
         self.exits.unwatch(job)
         self.live.discard(job)
         job.state = JobState.PENDING
@@ -239,30 +259,6 @@ class Lifecycle:
             _close_sink(sink)
         self.maybe_finish(job)
 
-    def want_write(self, writer: Writer) -> None:
-        """Watch stdin for room again (new data, or close, from a StdinWriter)."""
-        if writer.fd.fd >= 0 and not writer.registered:
-            self.selector.register(writer.fd.fd, selectors.EVENT_WRITE, writer)
-            writer.registered = True
-
-    def idle(self, writer: Writer) -> None:
-        """The feed has nothing now.  A StdinWriter wakes us when it has; any
-        other feed is asked again on the next turn."""
-        if isinstance(writer.feed, StdinWriter):
-            self.selector.unregister(writer.fd.fd)
-            writer.registered = False
-
-    def end_input(self, writer: Writer) -> None:
-        if writer.registered:
-            self.selector.unregister(writer.fd.fd)
-            writer.registered = False
-        writer.fd.close()
-        writer.view = None
-        writer.job._writer = None
-        if isinstance(writer.feed, StdinWriter):
-            writer.feed._break()
-            writer.feed._wake = None  # it held the writer, hence the job
-
     # -- exits and finishing ---------------------------------------------------------
 
     def check_exit(self, job: Job) -> None:
@@ -298,7 +294,7 @@ class Lifecycle:
         if job.state is not JobState.RUNNING:
             return False
         zombie = None
-        if job._stop is Stop.STOPPING and job._own_group and popen.returncode is None:
+        if job._stop is Stop.STOPPING and job._sweeps() and popen.returncode is None:
             zombie = _childwatch.exited_unreaped(popen.pid)
             if zombie is False:
                 return False  # alive: its exit will be reported, then we sweep
@@ -318,23 +314,35 @@ class Lifecycle:
         job.returncode = popen.returncode
         job.exited_at = time.monotonic()
         job.state = JobState.EXITED
+        if job._cgroup is not None:
+            job._cgroup.child_gone()  # its cgroup's emptiness is final from now on
         self.exits.unwatch(job)
-        if job._stop is Stop.STOPPING and job._own_group:
+        if job._stop is Stop.STOPPING and job._sweeps():
             # No waitid, or the child was reaped elsewhere (ECHILD): sweep
             # just after the reap instead (see above).
             sweep(job)
         if job._writer is not None:
-            self.end_input(job._writer)
-        if job._readers and job.eof_grace is not None:
+            self.fds.end_input(job._writer)
+        tree = job._cgroup
+        if tree is not None and tree.populated():
+            # What the child left in its cgroup gets eof_grace, as held pipes do.
+            self.schedule(job.exited_at + tree.next_tick(), Due.TREE, job)
+        elif not job._readers:
+            return True
+        if job.eof_grace is not None:
             self.schedule(job.exited_at + job.eof_grace, Due.EOF, job)
         return True
 
     def maybe_finish(self, job: Job) -> None:
+        """Finish an exited job whose pipes are closed and whose cgroup, if
+        it has one, is empty: a contained job is done when its tree is."""
         if job.state is JobState.EXITED and not job._readers:
-            self.finish(job)
+            if job._cgroup is None or not job._cgroup.populated():
+                self.finish(job)
 
     def finish(self, job: Job) -> None:
         """-> DONE: the state is final before any user code runs."""
+        self.release_tree(job)
         job.state = JobState.DONE
         self.live.discard(job)
         errors = call_quietly(self.admission.job_done, len(self.live))
@@ -369,6 +377,18 @@ class Lifecycle:
         if job.on_exit is not None:
             errors.extend(call_quietly(job.on_exit, job))
         return errors
+
+    def release_tree(self, job: Job) -> None:
+        """A contained job's usage from its cgroup, then the cgroup removed
+        (left to ``close()`` if processes are still in it).  No user code."""
+        tree, job._cgroup = job._cgroup, None
+        if tree is None:
+            return
+        user, system, peak = tree.usage()
+        if peak is None:
+            peak = job.rusage.max_rss if job.rusage is not None else 0
+        job.rusage = Rusage(user, system, peak)
+        tree.remove()
 
     def abandon(self, job: Job) -> None:
         """A job whose ``spawn()`` raised: it never existed for the caller,
@@ -423,51 +443,41 @@ class Lifecycle:
         elif kind is Due.KILL:
             job._signal_group(signal.SIGKILL)
             if job.state is JobState.EXITED:
-                # Whoever still holds the pipes escaped the group (setsid):
-                # a stopped job does not wait for them, eof_grace or not.
-                self.give_up_eof(job)
+                if job._cgroup is not None:
+                    self._tree_killed(job)
+                else:
+                    # Whoever still holds the pipes escaped the group (setsid):
+                    # a stopped job does not wait for them, eof_grace or not.
+                    self.give_up_eof(job)
+        elif kind is Due.TREE:
+            tree = job._cgroup
+            if tree is None or not tree.populated():
+                self.maybe_finish(job)
+            else:
+                self.schedule(time.monotonic() + tree.next_tick(), Due.TREE, job)
         else:
-            self.give_up_eof(job)
+            tree = job._cgroup
+            if tree is None or tree.state is not Tree.LIVE or not tree.populated():
+                self.give_up_eof(job)
+            elif job._stop is Stop.NO:  # a stopped job's tree has its kill_grace
+                tree.signal(signal.SIGKILL)  # eof_grace is over for what outlived the child
+                self._tree_killed(job)
+
+    def _tree_killed(self, job: Job) -> None:
+        """After ``cgroup.kill`` on an exited job: the pipes end as their
+        holders die; a holder outside the tree gets ``_PIPES_AFTER_KILL``."""
+        tree = job._cgroup
+        assert tree is not None
+        now = time.monotonic()
+        self.schedule(now + tree.next_tick(), Due.TREE, job)
+        if job._readers:
+            self.schedule(now + _PIPES_AFTER_KILL, Due.EOF, job)
 
     def give_up_eof(self, job: Job) -> None:
         """eof_grace expired: deliver what the pipes hold now, then close them."""
         for reader in list(job._readers):
             reader.drain(_FINAL_DRAIN_CHUNKS)
             self.end_stream(reader)
-
-    # -- fds -----------------------------------------------------------------------------
-
-    def close_fds(self, job: Job, *, retry: bool = False) -> None:
-        """Close every pipe end of the job's, without calling user code.
-
-        Safe on a half-registered job.  With ``retry``, the job is going back
-        to the queue (its start failed): its input is kept for the next start.
-        """
-        if retry:
-            job._direct = []  # it never ran: nothing written to count
-        for reader in job._readers:
-            self.unregister_quietly(reader.fd.fd)
-            reader.fd.close()
-        job._readers.clear()
-        writer = job._writer
-        if writer is not None:
-            if retry:
-                self.unregister_quietly(writer.fd.fd)
-                writer.registered = False
-                writer.fd.close()
-                job._writer = None
-                if isinstance(writer.feed, StdinWriter):
-                    writer.feed._wake = None  # the next start sets its own
-            else:
-                self.end_input(writer)
-
-    def unregister_quietly(self, fd: int) -> None:
-        if fd >= 0:
-            try:
-                self.selector.unregister(fd)
-            except KeyError:
-                pass  # never registered: the start failed before it
-
 
 def sweep(job: Job) -> None:
     """SIGKILL what is left of a stopped job's group, once (see Job._signal_group)."""

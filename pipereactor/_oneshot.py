@@ -319,7 +319,7 @@ def _adopt(
             job.exited_at = time.monotonic() if exited_at is None else exited_at
             job.state = JobState.EXITED
             if job._writer is not None:
-                lc.end_input(job._writer)
+                lc.fds.end_input(job._writer)
             for reader in job._readers:
                 reactor._selector.register(reader.fd.fd, selectors.EVENT_READ, reader)
             if job._readers:
@@ -353,12 +353,12 @@ def _detach(reactor: Reactor, job: Job) -> None:
     files still open go back to their owner, in blocking mode again."""
     lc = reactor._lc
     for reader in job._readers:
-        lc.unregister_quietly(reader.fd.fd)
+        lc.fds.unregister_quietly(reader.fd.fd)
         reader.fd.release()
     writer = job._writer
     if writer is not None:
         if writer.registered:
-            lc.unregister_quietly(writer.fd.fd)
+            lc.fds.unregister_quietly(writer.fd.fd)
             writer.registered = False
         writer.fd.release()
     lc.exits.unwatch(job)

@@ -21,10 +21,11 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from . import _childwatch, _fdlimit, _jobserver
 from ._admission import JOBSERVER, Admission
+from ._cgroup import open_containment
 from ._completions import Completions
 from ._exits import SHARED, ExitWatch, Exits
 from ._feeds import StdinSource
@@ -33,9 +34,7 @@ from ._lifecycle import Lifecycle
 from ._pipes import Ready, Reader, Writer
 from ._shutdown import MAX_WAIT, detach_after_fork, kill_all, release
 from ._sinks import OutputTarget
-from ._spawnargs import (
-    check_args, check_popen_kwargs, check_reactor_args, check_seconds, make_feed, output_target,
-)
+from ._spawnargs import check_reactor_args, make_job
 
 __all__ = ["Reactor", "KILL_GRACE", "EOF_GRACE"]
 
@@ -66,6 +65,13 @@ class Reactor:
             happened.  ``max_parallel`` still applies too.  Without a jobserver
             in ``MAKEFLAGS`` this does nothing; with one make did not pass on
             (a recipe not marked ``+``), a RuntimeWarning, and one job at a time.
+        contain: each job in a cgroup v2 of its own (Linux): a job is its
+            whole process tree, however its processes detach.  A stop SIGTERMs
+            every process in it, then ``cgroup.kill`` after ``kill_grace``; a
+            job is done once its cgroup is empty (what outlives the child gets
+            ``eof_grace``); ``rusage`` counts the tree.  True: RuntimeError
+            naming what is missing where it cannot be had; "auto": process
+            groups there (see ``job.contained``); False (default): groups.
 
     When a spawn finds no free fd (EMFILE, ENFILE) while other jobs run, the
     job waits in the queue and starts when one of them is done; only with
@@ -89,18 +95,27 @@ class Reactor:
         selector: type[selectors.BaseSelector] | None = None,
         raise_fd_limit: bool = False,
         jobserver: bool = False,
+        contain: bool | Literal["auto"] = False,
     ) -> None:
         self._closed = True  # until construction succeeds; read by __del__
-        selector = check_reactor_args(max_parallel, watcher, selector, raise_fd_limit, jobserver)
-        if raise_fd_limit:
-            _fdlimit.raise_soft_limit()
-        self._selector = selector()
-        self._exits = Exits(_childwatch.make_watcher(watcher), self._selector)
-        self._completions = Completions()
-        self._admission = Admission(
-            max_parallel, _jobserver.from_makeflags() if jobserver else None, self._selector
-        )
-        self._lc = Lifecycle(self._selector, self._exits, self._admission, self._completions.record)
+        selector = check_reactor_args(max_parallel, watcher, selector, raise_fd_limit,
+                                      jobserver, contain)
+        containment = open_containment(contain)
+        try:  # the cgroup made, nothing after it may leak it
+            if raise_fd_limit:
+                _fdlimit.raise_soft_limit()
+            self._selector = selector()
+            self._exits = Exits(_childwatch.make_watcher(watcher), self._selector)
+            self._completions = Completions()
+            self._admission = Admission(
+                max_parallel, _jobserver.from_makeflags() if jobserver else None, self._selector
+            )
+        except BaseException:
+            if containment is not None:
+                containment.close()
+            raise
+        self._lc = Lifecycle(self._selector, self._exits, self._admission,
+                             self._completions.record, containment)
         self._in_turn = False
         self._stopping_all = False  # inside kill_all: spawn() is refused
         self._pid = os.getpid()
@@ -166,25 +181,10 @@ class Reactor:
         self._check_open()
         if self._stopping_all:
             raise RuntimeError("spawn() called while the reactor is stopping every job")
-        check_args(args)
-        check_popen_kwargs(popen_kwargs)
-        if "process_group" not in popen_kwargs:
-            popen_kwargs.setdefault("start_new_session", True)
-        if on_exit is not None and not callable(on_exit):
-            raise TypeError(f"on_exit must be callable or None, not {type(on_exit).__name__}")
-        job = Job(
-            self,
-            args,
-            popen_kwargs,
-            make_feed(stdin),
-            output_target(stdout, "stdout", allow_stdout=False),
-            output_target(stderr, "stderr", allow_stdout=True),
-            check_seconds(timeout, "timeout", allow_none=True),
-            check_seconds(kill_grace, "kill_grace", allow_none=False) or 0.0,
-            check_seconds(eof_grace, "eof_grace", allow_none=True),
-            on_exit,
-        )
+        job = make_job(self, args, popen_kwargs, stdin, stdout, stderr, timeout, kill_grace,
+                       eof_grace, on_exit)
         admission, lc = self._admission, self._lc
+        job.contained = lc.contain is not None
         admission.begin_round()
         try:
             if admission.pending or not admission.has_slot(len(lc.live)):
@@ -348,9 +348,9 @@ class Reactor:
             elif kind is Writer:
                 ready = data.on_ready()
                 if ready is _END:
-                    lc.end_input(data)
+                    lc.fds.end_input(data)
                 elif ready is _IDLE:
-                    lc.idle(data)
+                    lc.fds.idle(data)
             elif kind is ExitWatch:
                 if data.job._exit_watch is data:
                     lc.check_exit(data.job)

@@ -26,6 +26,8 @@ __all__ = ["kill_all", "detach_after_fork"]
 
 #: The longest single wait in select(): epoll refuses more than ~24.8 days.
 MAX_WAIT: Final = 86400.0
+#: How long kill_all waits for a killed cgroup to empty.
+_TREE_EMPTY_WAIT: Final = 5.0
 
 
 def kill_all(lc: Lifecycle, *, graceful: bool = True) -> list[BaseException]:
@@ -73,7 +75,7 @@ def _begin_kill(lc: Lifecycle, job: Job, graceful: bool) -> None:
     if job._stop is Stop.NO:
         job._stop = Stop.STOPPING
         job.cancelled = True  # stopped by us, not by its timeout
-    lc.close_fds(job)
+    lc.fds.close(job)
     lc.ensure_watched(job)  # only exit watches wake _reap_within
     quick = not graceful or job.kill_grace <= 0
     job._signal_group(signal.SIGKILL if quick else signal.SIGTERM)
@@ -86,8 +88,9 @@ def _retire(lc: Lifecycle, job: Job) -> None:
         # Reaped by the fallback wait in _kill_and_reap after reap() failed.
         job.returncode = popen.returncode
         job.exited_at = time.monotonic()
-    lc.close_fds(job)
+    lc.fds.close(job)
     lc.exits.unwatch(job)
+    lc.release_tree(job)
     job.state = JobState.DONE
     lc.live.discard(job)
 
@@ -136,10 +139,13 @@ def _reap_within(lc: Lifecycle, jobs: list[Job], graceful: bool) -> None:
     groups of those that had exited already to empty; SIGKILL each that is
     still there once its own kill_grace is over (at once if not ``graceful``)."""
     for job in jobs:
-        lc.close_fds(job)  # again, if an interrupt cut _begin_kill short
+        lc.fds.close(job)  # again, if an interrupt cut _begin_kill short
         lc.ensure_watched(job)
     now = time.monotonic()
     kill_at = {job: now + (job.kill_grace if graceful else 0.0) for job in jobs}
+    # A killed cgroup empties as its processes die: wait for that (bounded,
+    # for one stuck in the kernel), so that close() can remove it.
+    empty_by: dict[Job, float] = {}
     while True:
         for job in jobs:
             lc.reap(job)
@@ -150,6 +156,7 @@ def _reap_within(lc: Lifecycle, jobs: list[Job], graceful: bool) -> None:
             job for job in jobs
             if job.state is JobState.RUNNING
             or (kill_at[job] != math.inf and job._group_alive())
+            or (empty_by.get(job, 0.0) > now and job._group_alive())
         ]
         if not waiting:
             return
@@ -157,6 +164,8 @@ def _reap_within(lc: Lifecycle, jobs: list[Job], graceful: bool) -> None:
             if kill_at[job] <= now:
                 job._signal_group(signal.SIGKILL)
                 kill_at[job] = math.inf
+                if job._cgroup is not None:
+                    empty_by[job] = now + _TREE_EMPTY_WAIT
         wait = max(0.0, min(kill_at[job] for job in waiting) - now)
         if lc.exits.polled or any(job.state is not JobState.RUNNING for job in waiting):
             wait = min(wait, _childwatch.POLL_MAX)  # nothing wakes us for these
@@ -172,6 +181,8 @@ def release(lc: Lifecycle) -> None:
     and give make back every token still held."""
     try:
         lc.admission.release()
+        if lc.contain is not None:
+            lc.contain.close()
     finally:
         lc.selector.close()
         lc.exits.watcher.close()
@@ -198,6 +209,9 @@ def detach_after_fork(lc: Lifecycle) -> None:
             job._popen.returncode = 0
     lc.live.clear()
     lc.admission.forget()
+    if lc.contain is not None:
+        lc.contain.forget()  # our copy of its lock's fd; the cgroup is the parent's to remove
+        lc.contain = None
     # A kqueue is not inherited across fork (and Pythons before 3.12.1 do not
     # know it): closing "ours", even by collecting it, could close an
     # unrelated fd.  Such objects are kept alive for good.

@@ -6,17 +6,19 @@ spawn() call that made it, not later inside the loop.
 
 from __future__ import annotations
 
+import errno
 import inspect
 import io
-import selectors
-import sys
 import math
 import os
+import selectors
 import subprocess
+import sys
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 from ._feeds import BytesFeed, Feed, IterFeed, ReaderFeed, StdinWriter
+from ._job import Job, JobDriver
 from ._sinks import BytesSink, Sink, as_sink
 
 __all__ = ["check_args", "check_popen_kwargs", "check_seconds", "make_feed", "output_target"]
@@ -136,6 +138,7 @@ def check_reactor_args(
     selector: object,
     raise_fd_limit: object,
     jobserver: object,
+    contain: object = False,
 ) -> type[selectors.BaseSelector]:
     """Refuse bad ``Reactor(...)`` arguments early, naming them; return the
     selector class to use."""
@@ -162,4 +165,89 @@ def check_reactor_args(
         raise TypeError(f"raise_fd_limit must be a bool, not {type(raise_fd_limit).__name__}")
     if not isinstance(jobserver, bool):
         raise TypeError(f"jobserver must be a bool, not {type(jobserver).__name__}")
+    if not (isinstance(contain, bool) or contain == "auto"):
+        raise ValueError(f"contain must be True, False or 'auto', not {contain!r}")
     return selector
+
+
+def resolved_argv(args: Any, popen_kwargs: dict[str, Any]) -> list[Any]:
+    """The argv Popen would execute for ``args`` (``shell`` and ``executable``
+    applied), once the program is known to be there as Popen's exec would
+    find it (``PATH`` of ``env``, relative to ``cwd``).
+
+    For starting a child through a trampoline (see ``_cgroup``), whose exec
+    searches the same path and keeps argv[0] as given.  Raises what Popen
+    raises for a missing or non-executable program (FileNotFoundError,
+    PermissionError), and ValueError for an ``executable`` other than the
+    program (no portable shell can set argv[0]) and for a ``user`` other
+    than ours (the child could not join its cgroup).
+    """
+    argv = [args] if isinstance(args, (str, bytes, os.PathLike)) else list(args)
+    executable = popen_kwargs.get("executable")
+    if popen_kwargs.get("shell"):
+        argv = [executable or "/bin/sh", "-c", *argv]
+    elif executable is not None and os.fsencode(executable) != os.fsencode(argv[0]):
+        raise ValueError("executable= other than args[0] cannot be used with containment")
+    user = popen_kwargs.get("user")
+    if user is not None:
+        import pwd  # as Popen does; imported only here, where it is needed
+
+        uid = pwd.getpwnam(user).pw_uid if isinstance(user, str) else user
+        if isinstance(uid, int) and uid != os.geteuid():  # else Popen says what is wrong
+            # The child becomes that user before the trampoline runs, and
+            # then has no right to write its cgroup's cgroup.procs.
+            raise ValueError("user= other than our own cannot be used with containment: "
+                             "the child could not join its cgroup")
+    program = os.fsdecode(argv[0])
+    cwd = popen_kwargs.get("cwd")
+    base = os.fsdecode(cwd) if cwd is not None else ""
+    if os.path.dirname(program):
+        candidates = [program]
+    else:
+        env = popen_kwargs.get("env")
+        candidates = [os.path.join(os.fsdecode(d), program) for d in os.get_exec_path(env)]
+    denied = None
+    for candidate in candidates:
+        full = os.path.join(base, candidate)
+        if os.path.isfile(full) and os.access(full, os.X_OK):
+            return argv
+        if os.path.exists(full):
+            denied = candidate
+    if denied is not None:
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), denied)
+    raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+
+
+def make_job(
+    driver: JobDriver,
+    args: Any,
+    popen_kwargs: dict[str, Any],
+    stdin: object,
+    stdout: object,
+    stderr: object,
+    timeout: object,
+    kill_grace: object,
+    eof_grace: object,
+    on_exit: object,
+) -> Job:
+    """``spawn()``'s arguments checked (each error names its argument) and
+    made into a PENDING Job.  The child leads a new session unless the
+    caller chose its group (``start_new_session`` or ``process_group``)."""
+    check_args(args)
+    check_popen_kwargs(popen_kwargs)
+    if "process_group" not in popen_kwargs:
+        popen_kwargs.setdefault("start_new_session", True)
+    if on_exit is not None and not callable(on_exit):
+        raise TypeError(f"on_exit must be callable or None, not {type(on_exit).__name__}")
+    return Job(
+        driver,
+        args,
+        popen_kwargs,
+        make_feed(stdin),
+        output_target(stdout, "stdout", allow_stdout=False),
+        output_target(stderr, "stderr", allow_stdout=True),
+        check_seconds(timeout, "timeout", allow_none=True),
+        check_seconds(kill_grace, "kill_grace", allow_none=False) or 0.0,
+        check_seconds(eof_grace, "eof_grace", allow_none=True),
+        on_exit,
+    )

@@ -57,6 +57,7 @@ class Options:
     resume_failed: bool = False
     shard: Shard | None = None
     sources: list[Source] = field(default_factory=list)
+    contain: str = "auto"  # "auto", "yes" or "no": each job in a cgroup of its own
 
 
 def size(text: str) -> int:
@@ -171,6 +172,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="auto (default: when our stdout is a terminal), always: give jobs "
                    "FORCE_COLOR=1 and CLICOLOR_FORCE=1 so they keep their colour through our "
                    "pipes; never: give them NO_COLOR=1.  A variable already set is kept")
+    p.add_argument("--contain", choices=("auto", "yes", "no"), default="auto",
+                   help="run each job in a cgroup of its own, so that stopping it stops every "
+                   "process it started, however they detached (Linux, cgroup v2): auto "
+                   "(default: where the system allows it), yes (refuse to run otherwise), no")
     p.add_argument("template", nargs=argparse.REMAINDER,
                    help="after --: the command to run per input item, with {} {.} {/} {//} "
                    "{/.} {#} {%%} {1}...; then ::: ARGS or :::: FILE sources, if any")
@@ -210,7 +215,7 @@ def parse(argv: list[str] | None) -> Options:
         halt_on_error=a.halt_on_error, line_buffer=a.line_buffer, tag=a.tag,
         keep_order=a.keep_order, max_output=a.max_output, results=a.results, tail=a.tail,
         progress=a.progress, joblog=a.joblog, shell=a.shell, template=template,
-        color=a.color,
+        color=a.color, contain=a.contain,
     )
     return _check_input_retry_shard(parser, a, opts, sources)
 

@@ -33,7 +33,7 @@ import os
 import selectors
 import time
 from subprocess import DEVNULL
-from typing import Any
+from typing import Any, Literal
 
 from .. import FileSink, Job, JobState, Reactor
 from ._args import Options
@@ -63,6 +63,8 @@ STATUS_EVERY = 0.1
 EPIPE_STATUS = 141
 
 _INPUT, _REACTOR, _SIGNAL = "input", "reactor", "signal"
+#: --contain's words, as Reactor(contain=...) takes them.
+_CONTAIN: dict[str, bool | Literal["auto"]] = {"auto": "auto", "yes": True, "no": False}
 
 
 class Runner:
@@ -392,9 +394,16 @@ class Runner:
                                    .encode("utf-8", "surrogateescape"))
                 return 2
         try:
+            reactor = Reactor(max_parallel=o.jobs or None,  # -j 0: no limit
+                              contain=_CONTAIN[o.contain])
+        except RuntimeError as exc:  # --contain yes, where it cannot be had
+            self.console.write(2, f"pipereactor: --contain yes: {exc}\n".encode())
+            return 2
+        try:
             with StopSignals() as signals, selectors.DefaultSelector() as sel:
-                self._loop(signals, sel)
+                self._loop(reactor, signals, sel)
         finally:
+            reactor.close()  # already closed, unless the loop never began
             for task in self.active.values():
                 task.discard()
             self.printer.discard()
@@ -421,8 +430,8 @@ class Runner:
             return 2
         return min(self.report.failed, 100)
 
-    def _loop(self, signals: StopSignals, sel: selectors.BaseSelector) -> None:
-        with Reactor(max_parallel=self.opts.jobs or None) as reactor:  # -j 0: no limit
+    def _loop(self, reactor: Reactor, signals: StopSignals, sel: selectors.BaseSelector) -> None:
+        with reactor:
             sel.register(reactor.fileno(), selectors.EVENT_READ, _REACTOR)
             wake = signals.fileno()
             if wake is not None:

@@ -18,7 +18,7 @@ from subprocess import CompletedProcess as CompletedProcess
 from subprocess import Popen
 from subprocess import TimeoutExpired as TimeoutExpired
 from types import TracebackType
-from typing import IO, Any, NamedTuple, Protocol, TypeAlias, runtime_checkable
+from typing import IO, Any, Literal, NamedTuple, Protocol, TypeAlias, runtime_checkable
 
 __version__: str
 
@@ -169,6 +169,7 @@ class Job:
     stdout: Any
     stderr: Any
     stdin: StdinWriter | None
+    contained: bool
     # Internal: jobs are made by Reactor.spawn, never by the caller.
     def __init__(
         self,
@@ -209,6 +210,7 @@ class Reactor:
         selector: type[selectors.BaseSelector] | None = None,
         raise_fd_limit: bool = False,
         jobserver: bool = False,
+        contain: bool | Literal["auto"] = False,
     ) -> None: ...
     def spawn(
         self,
