@@ -64,9 +64,10 @@ _SCRIPT: Final = (
     'shift 3; exec "$@"'
 )
 _SHELL: Final = "/bin/sh"
-# The names dash passes on to what it execs unchanged: it drops the others,
-# and sets IFS, OPTIND and PPID itself.
-_SHELL_KEEPS: Final = re.compile(rb"(?!(?:IFS|OPTIND|PPID)\Z)[A-Za-z_][A-Za-z0-9_]*")
+# The names dash passes on to what it execs unchanged, joined by NUL (which
+# no name holds): shell names, but for IFS, OPTIND and PPID, which it sets.
+_SHELL_NAMES: Final = re.compile(rb"[A-Za-z_][A-Za-z0-9_]*(?:\0[A-Za-z_][A-Za-z0-9_]*)*")
+_SHELL_SETS: Final = (b"\0IFS\0", b"\0OPTIND\0", b"\0PPID\0")
 _ENV: Final = "/usr/bin/env"
 #: The poll tick for an exited job's non-empty cgroup: from 2 ms to 100 ms.
 _TICK_MIN: Final = 0.002
@@ -194,10 +195,30 @@ def _kill(pid: int, sig: int) -> None:
         pass  # an unreaped child's pid cannot be gone; EPERM: beyond our reach
 
 
+def _names(environ: Mapping[Any, Any]) -> bytes:
+    """An environment's names, as bytes, joined by NUL.  For os.environ its
+    own bytes-keyed dict is joined as it is: decoding every name at every
+    spawn cost more than the rest of the check."""
+    data = getattr(environ, "_data", None) if environ is os.environ else None
+    if isinstance(data, dict):
+        return b"\0".join(data)
+    return b"\0".join(os.fsencode(name) for name in environ)
+
+
+def _shell_keeps(names: bytes) -> bool:
+    """Whether dash passes on every one of these NUL-joined names unchanged."""
+    if _SHELL_NAMES.fullmatch(names) is None:
+        return False
+    framed = b"\0" + names + b"\0"
+    return not any(name in framed for name in _SHELL_SETS)
+
+
 def _remove_tree(path: str) -> bool:
     """rmdir a job's cgroup and those its processes made below it (a
     contained reactor of the job's own, say), deepest first; False if any
     still holds a process."""
+    if _rmdir_quietly(path):
+        return True  # the usual case: nothing below it, no walk
     for dirpath, dirnames, _ in os.walk(path, topdown=False):
         for name in dirnames:
             _rmdir_quietly(os.path.join(dirpath, name))
@@ -255,7 +276,7 @@ class JobCgroup:
         instead, which the shell execs: one more exec, for such jobs only.
         """
         environ: Mapping[Any, Any] = os.environ if env is None else env
-        if not all(_SHELL_KEEPS.fullmatch(os.fsencode(name)) for name in environ):
+        if environ and not _shell_keeps(_names(environ)):
             # Inherited: os.environ's view (a setenv() by C code behind its
             # back is not seen here, as it is by a plain Popen).
             entries = [os.fsencode(k) + b"=" + os.fsencode(v) for k, v in environ.items()]
