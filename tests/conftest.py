@@ -11,12 +11,14 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import faulthandler
 import gc
 import os
 import select
 import selectors
 import signal
+import subprocess
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -267,6 +269,36 @@ def read_pty(primary: int, quiet: float, *, quiet_is_end: bool = False) -> bytes
         if not chunk:
             return seen
         seen += chunk
+
+
+def run_on_pty(argv: list[str], stdin: bytes, env: dict[str, str], *,
+               stderr_too: bool = False, winsize: tuple[int, int] | None = None) -> tuple[int, bytes]:
+    """Run ``argv`` with stdout (and, with ``stderr_too``, stderr) on a new
+    pty of ``winsize`` (rows, columns) and ``stdin`` piped in; return its exit
+    status and all it wrote to the pty."""
+    import pty
+    import struct
+    import termios
+
+    primary, secondary = pty.openpty()
+    try:
+        if winsize is not None:
+            fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", *winsize, 0, 0))
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=secondary,
+                                stderr=secondary if stderr_too else subprocess.DEVNULL, env=env)
+        os.close(secondary)
+        secondary = -1
+        assert proc.stdin is not None
+        proc.stdin.write(stdin)
+        proc.stdin.close()
+        proc.stdin = None
+        seen = read_pty(primary, 20)
+        proc.wait(timeout=10)
+    finally:
+        os.close(primary)
+        if secondary >= 0:
+            os.close(secondary)
+    return proc.returncode, seen
 
 
 def alive(pid: int) -> bool:

@@ -4,7 +4,6 @@ CLI as a process; synchronisation is through pipes and fifos, never sleeps."""
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import re
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CHILDREN, read_pty, wait_gone
+from conftest import CHILDREN, run_on_pty, wait_gone
 from test_cli import CLI, ENV, _pids_written, cli
 
 sys.path.insert(0, CHILDREN)
@@ -418,34 +417,14 @@ def test_status_line_on_a_pty_is_never_glued_to_job_output(tmp_path: Path) -> No
     """stdout and stderr on one terminal of 0 columns, stderr block-buffered
     (no PYTHONUNBUFFERED): the status line is erased before each job's output
     and drawn on a line of its own after an unterminated one."""
-    import pty
-    import struct
-    import termios
-
-    primary, secondary = pty.openpty()
-    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 0, 0, 0, 0))
     env = {k: v for k, v in ENV.items() if k != "PYTHONUNBUFFERED"}
     script = ("import sys, time\n"
               "for i in range(3):\n"
               "    print(sys.argv[1], i, flush=True); time.sleep(0.15)\n"
               "sys.stdout.write('tail-' + sys.argv[1])\n")
-    try:
-        runner = subprocess.Popen([*CLI, "-j", "2", "--line-buffer", "--", sys.executable, "-c",
-                                   script], stdin=subprocess.PIPE, stdout=secondary,
-                                  stderr=secondary, env=env)
-        os.close(secondary)
-        secondary = -1
-        assert runner.stdin
-        runner.stdin.write(b"A\nB\nC\n")
-        runner.stdin.close()
-        runner.stdin = None
-        seen = read_pty(primary, 20)
-        runner.wait(timeout=10)
-    finally:
-        os.close(primary)
-        if secondary >= 0:
-            os.close(secondary)
-    assert runner.returncode == 0
+    status, seen = run_on_pty([*CLI, "-j", "2", "--line-buffer", "--", sys.executable, "-c", script],
+                              b"A\nB\nC\n", env, stderr_too=True, winsize=(0, 0))
+    assert status == 0
     text = seen.decode().replace("\r\n", "\n")
     segments = text.split("\r\x1b[K")
     statuses = [s for s in segments if s.startswith("[")]

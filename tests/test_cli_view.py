@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CHILDREN, read_pty
+from conftest import CHILDREN, read_pty, run_on_pty
 from test_cli import CLI, ENV, cli
 from test_cli_stream import read_until, release, stop
 
@@ -279,24 +279,8 @@ def test_color_bad_value_is_a_clear_error() -> None:
 
 @pytest.mark.deadline(30)
 def test_color_auto_on_when_our_stdout_is_a_terminal() -> None:
-    primary, secondary = pty.openpty()
-    try:
-        runner = subprocess.Popen([*CLI, "--", sys.executable, "-c", _SHOW_ENV],
-                                  stdin=subprocess.PIPE, stdout=secondary,
-                                  stderr=subprocess.DEVNULL, env=PLAIN_ENV)
-        os.close(secondary)
-        secondary = -1
-        assert runner.stdin
-        runner.stdin.write(b"x\n")
-        runner.stdin.close()
-        runner.stdin = None
-        seen = read_pty(primary, 20)
-        runner.wait(timeout=10)
-    finally:
-        os.close(primary)
-        if secondary >= 0:
-            os.close(secondary)
-    assert runner.returncode == 0
+    status, seen = run_on_pty([*CLI, "--", sys.executable, "-c", _SHOW_ENV], b"x\n", PLAIN_ENV)
+    assert status == 0
     assert seen.replace(b"\r\n", b"\n") == b"FORCE_COLOR=1 CLICOLOR_FORCE=1 NO_COLOR=-\n"
 
 
