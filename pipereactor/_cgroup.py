@@ -12,19 +12,7 @@ in it, ``cgroup.kill`` SIGKILLs them all at once (forks in flight included),
 ``cgroup.events`` says when none is left, and ``cpu.stat`` counts the CPU of
 all of them, waited for or not.
 
-How a child gets into its cgroup before it runs: ``wrap()`` starts
-``/bin/sh`` in place of the program, with a three-line script that writes
-its own pid into the job's ``cgroup.procs`` and only then ``exec``\\ s the
-program (same pid, same fds, environment, directory and signal state).  The
-program's first instruction, and hence any fork of its, runs inside the
-cgroup; if the write fails the program is never run (exit status 125).
-Why not the alternatives: a ``preexec_fn`` makes subprocess fork instead of
-vfork (about 3x the cost per spawn here) and is unsafe with other threads;
-moving this process into the job's cgroup around the spawn moves all its
-threads for that window (a fork by another thread would land in the job,
-and be killed with it), and a reactor that ever sat in a cgroup it may
-``cgroup.kill`` could kill itself.  The shell costs one more exec in the
-child, none in the parent: the parent waits (vfork) only for the shell's exec.
+How a child gets into its cgroup before it runs: see ``_trampoline``.
 
 A reactor that was SIGKILLed leaves its cgroups behind; the next one to
 start removes those that are empty, recognising them by name and by their
@@ -41,34 +29,18 @@ import fcntl
 import itertools
 import os
 import re
+import select
 import signal
 import sys
 import time
 from collections.abc import Mapping
 from typing import Any, Final
 
+from ._trampoline import SHELL, trampoline
+
 __all__ = ["Unavailable", "Containment", "JobCgroup", "Tree", "open_containment"]
 
 _STALE: Final = re.compile(r"pipereactor\.(\d+)\.(\d+)\.\d+")
-#: Exit status of the shell when the child could not join its cgroup.
-JOIN_FAILED: Final = 125
-# $1: the job's cgroup.procs; $2: the caller's PWD ("=value"), or "-" when it
-# had none (dash sets PWD when it starts); $3: "-", or ("=value") the search
-# path Popen would use where the environment has no PATH (os.defpath; the
-# shell's own default differs), set unexported; then the program and its
-# arguments, argv[0] as given: exec searches PATH as Popen does.
-_SCRIPT: Final = (
-    'echo 0 >"$1" || exit 125\n'
-    'case $2 in -) unset PWD ;; *) PWD=${2#=}; export PWD ;; esac\n'
-    'case $3 in -) ;; *) PATH=${3#=} ;; esac\n'
-    'shift 3; exec "$@"'
-)
-_SHELL: Final = "/bin/sh"
-# The names dash passes on to what it execs unchanged, joined by NUL (which
-# no name holds): shell names, but for IFS, OPTIND and PPID, which it sets.
-_SHELL_NAMES: Final = re.compile(rb"[A-Za-z_][A-Za-z0-9_]*(?:\0[A-Za-z_][A-Za-z0-9_]*)*")
-_SHELL_SETS: Final = (b"\0IFS\0", b"\0OPTIND\0", b"\0PPID\0")
-_ENV: Final = "/usr/bin/env"
 #: The poll tick for an exited job's non-empty cgroup: from 2 ms to 100 ms.
 _TICK_MIN: Final = 0.002
 _TICK_MAX: Final = 0.1
@@ -203,24 +175,6 @@ def _kill(pid: int, sig: int) -> None:
         pass  # an unreaped child's pid cannot be gone; EPERM: beyond our reach
 
 
-def _names(environ: Mapping[Any, Any]) -> bytes:
-    """An environment's names, as bytes, joined by NUL.  For os.environ its
-    own bytes-keyed dict is joined as it is: decoding every name at every
-    spawn cost more than the rest of the check."""
-    data = getattr(environ, "_data", None) if environ is os.environ else None
-    if isinstance(data, dict):
-        return b"\0".join(data)
-    return b"\0".join(os.fsencode(name) for name in environ)
-
-
-def _shell_keeps(names: bytes) -> bool:
-    """Whether dash passes on every one of these NUL-joined names unchanged."""
-    if _SHELL_NAMES.fullmatch(names) is None:
-        return False
-    framed = b"\0" + names + b"\0"
-    return not any(name in framed for name in _SHELL_SETS)
-
-
 def _remove_tree(path: str) -> bool:
     """rmdir a job's cgroup and those its processes made below it (a
     contained reactor of the job's own, say), deepest first; False if any
@@ -274,34 +228,9 @@ class JobCgroup:
     def wrap(
         self, argv: list[Any], env: Mapping[Any, Any] | None
     ) -> tuple[list[Any], Mapping[Any, Any] | None]:
-        """The argv, and the environment, that run ``argv`` with ``env`` in
-        this cgroup (see the module's doc), for Popen.
-
-        ``argv[0]`` must be a program Popen would find (``resolved_argv``):
-        the shell's exec searches the same PATH, and keeps argv[0] as given.
-        An environment the shell would not pass on as it is (a name that is
-        not a shell name, or one it sets itself) is given to ``env -i``
-        instead, which the shell execs: one more exec, for such jobs only.
-        """
-        environ: Mapping[Any, Any] = os.environ if env is None else env
-        if environ and not _shell_keeps(_names(environ)):
-            # Inherited: os.environ's view (a setenv() by C code behind its
-            # back is not seen here, as it is by a plain Popen).
-            entries = [os.fsencode(k) + b"=" + os.fsencode(v) for k, v in environ.items()]
-            if b"=" in os.fsencode(argv[0]) or not os.access(_ENV, os.X_OK):
-                raise ValueError(f"containment cannot pass on this environment: it needs "
-                                 f"{_ENV}, and a program whose name has no '='")
-            # env(1) searches PATH as Popen does (os.defpath without one).
-            return [_SHELL, "-c", _SCRIPT, "pipereactor", self.path + "/cgroup.procs", "-", "-",
-                    _ENV, "-i", "--", *entries, *argv], {}
-        pwd, path = environ.get("PWD"), environ.get("PATH")
-        if environ is not os.environ:  # Popen takes bytes keys too
-            pwd = environ.get(b"PWD") if pwd is None else pwd
-            path = environ.get(b"PATH") if path is None else path
-        mark = "-" if pwd is None else "=" + os.fsdecode(pwd)
-        search = "-" if path is not None else "=" + os.defpath
-        return [_SHELL, "-c", _SCRIPT, "pipereactor", self.path + "/cgroup.procs", mark,
-                search, *argv], env
+        """The argv and environment for Popen that run ``argv`` with ``env``
+        in this cgroup (see ``_trampoline``)."""
+        return trampoline(self.path + "/cgroup.procs", argv, env)
 
     def populated(self) -> bool:
         """Whether any process is left in the cgroup (its ``cgroup.events``)."""
@@ -484,11 +413,32 @@ class Containment:
         # Jobs just killed (cgroup.kill) may take a moment to be gone.
         deadline = time.monotonic() + _CLOSE_WAIT
         for name in names:
-            job = JobCgroup(os.path.join(self.path, name))
-            while job.populated() and time.monotonic() < deadline:
-                time.sleep(0.001)
-            job.remove()
+            path = os.path.join(self.path, name)
+            _wait_empty(path, deadline)
+            _remove_tree(path)
         return _rmdir_quietly(self.path)
+
+
+def _wait_empty(path: str, deadline: float) -> None:
+    """Block until the cgroup at ``path`` holds no process, or ``deadline``.
+    A change of ``cgroup.events`` wakes poll() with POLLPRI once the open
+    file has read the previous state (selectors cannot ask for POLLPRI)."""
+    try:
+        fd = os.open(path + "/cgroup.events", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return  # gone already
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLPRI)
+        while b"populated 1" in os.pread(fd, 4096, 0):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            poller.poll(left * 1000)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def open_containment(contain: bool | str) -> Containment | None:
@@ -497,8 +447,8 @@ def open_containment(contain: bool | str) -> Containment | None:
     if contain is False:
         return None
     try:
-        if not os.access(_SHELL, os.X_OK):
-            raise Unavailable(f"{_SHELL} is needed to start a child inside its cgroup")
+        if not os.access(SHELL, os.X_OK):
+            raise Unavailable(f"{SHELL} is needed to start a child inside its cgroup")
         parent = own_cgroup()
         remove_stale(parent)
         return Containment(parent)

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import pytest
 
 import pipereactor as pr
-from pipereactor import _cgroup
+from pipereactor import _cgroup, _trampoline
 
 from conftest import alive, child, python, wait_gone
 
@@ -326,7 +326,7 @@ def test_a_stop_before_the_child_joined_its_cgroup_still_reaches_it(
     is empty then), and must not make the cgroup look empty for good."""
     gate_r, gate_w = os.pipe()
     # The trampoline waits for the gate before it joins: the window, held open.
-    monkeypatch.setattr(_cgroup, "_SCRIPT", f"read _ </dev/fd/{gate_r}\n" + _cgroup._SCRIPT)
+    monkeypatch.setattr(_trampoline, "_SCRIPT", f"read _ </dev/fd/{gate_r}\n" + _trampoline._SCRIPT)
     try:
         reactor = pr.Reactor(contain=True)
         try:
