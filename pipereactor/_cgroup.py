@@ -291,7 +291,9 @@ class JobCgroup:
                     except OSError:
                         pass  # gone already
                 still = self._members()
-                for pid, fd in fds.items():
+                # The child first, as killpg would reach it: a shell whose
+                # own child died of the signal first could exit normally.
+                for pid, fd in sorted(fds.items(), key=lambda item: item[0] != child):
                     if pid in still:
                         try:
                             signal.pidfd_send_signal(fd, sig)
