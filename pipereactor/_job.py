@@ -143,6 +143,18 @@ class Job:
             process tree; False if it relies on its process group.
     """
 
+    # Slots keep a job small and its attributes quick to reach: a build tool
+    # may queue thousands, and each one's objects are work for the garbage
+    # collector.  ``__dict__`` stays, so callers may still tag jobs.
+    __slots__ = (
+        "args", "pid", "returncode", "state", "timed_out", "cancelled", "error",
+        "started_at", "exited_at", "rusage", "timeout", "kill_grace", "eof_grace",
+        "on_exit", "stdout", "stderr", "stdin", "contained",
+        "_driver", "_launch", "_open_sinks", "_stop", "_popen", "_direct", "_reaper",
+        "_readers", "_writer", "_exit_watch", "_cgroup", "_own_group",
+        "__dict__", "__weakref__",
+    )
+
     def __init__(
         self,
         reactor: JobDriver,

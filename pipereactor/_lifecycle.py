@@ -370,6 +370,9 @@ class Lifecycle:
             feed._wake = None
         job._driver = None
         job._reaper = None
+        # Reaped (its returncode is on the job): only the caller's own Popen,
+        # for run()/communicate(), outlives this.
+        job._popen = None
         errors: list[BaseException] = []
         sinks, job._open_sinks = job._open_sinks, []
         for sink in sinks:

@@ -53,6 +53,8 @@ def check_args(args: object) -> None:
     ok = (str, bytes, os.PathLike)
     if isinstance(args, ok):
         return
+    if type(args) is list and args and all(type(a) is str for a in args):
+        return  # the usual case, without the ABC check below
     if isinstance(args, Sequence) and all(isinstance(a, ok) for a in args):
         if not args:
             raise ValueError("args must not be empty")
