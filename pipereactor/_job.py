@@ -195,10 +195,10 @@ class Job:
         )
         # Sinks whose close() is still owed: one entry per distinct sink, so a
         # sink shared by stdout and stderr is closed once.
-        self._open_sinks: list[Sink] = []
-        for sink in (stdout[1], stderr[1]):
-            if sink is not None and all(sink is not s for s in self._open_sinks):
-                self._open_sinks.append(sink)
+        out, err = stdout[1], stderr[1]
+        self._open_sinks: list[Sink] = [s for s in (out, err) if s is not None]
+        if out is not None and out is err:
+            del self._open_sinks[1]
         self._stop = Stop.NO
         self._popen: subprocess.Popen[Any] | None = None
         #: (sink, fd, offset at start) for streams the child writes to a file

@@ -254,7 +254,10 @@ class Lifecycle:
                 self.ensure_watched(job)
         # A sink shared by stdout and stderr is closed when the second ends.
         sink = reader.sink
-        if all(other.sink is not sink for other in job._readers):
+        for other in job._readers:
+            if other.sink is sink:
+                break
+        else:
             job._open_sinks.remove(sink)
             _close_sink(sink)
         self.maybe_finish(job)
