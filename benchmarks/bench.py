@@ -215,7 +215,9 @@ def run_pipereactor(jobs: list[Job], parallel: int, mode: str, tmp: str,
         return pr.NullSink()
 
     extra: dict[str, Any] = {} if pipesize is None else {"pipesize": pipesize}
-    with pr.Reactor(max_parallel=parallel, contain=contain) as reactor:
+    # contain= only when asked: a --compare-with library may predate it.
+    options: dict[str, Any] = {"contain": True} if contain else {}
+    with pr.Reactor(max_parallel=parallel, **options) as reactor:
         handles = [
             reactor.spawn(job.argv, stdin=job.stdin, stdout=sink("out", i), stderr=sink("err", i),
                           **extra)
