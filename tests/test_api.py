@@ -204,6 +204,17 @@ def test_repr_shows_state() -> None:
     assert repr(reactor).startswith("<Reactor closed")
 
 
+def test_a_job_takes_attributes_of_the_callers_own() -> None:
+    """Job has slots (a queued job is small), and keeps __dict__ for callers
+    that tag their jobs, as people do with Popen objects."""
+    with pr.Reactor(max_parallel=1) as reactor:
+        job = reactor.spawn(["true"])
+        job.tag = "build step 1"  # type: ignore[attr-defined]
+        job.wait(timeout=10)
+    assert job.tag == "build step 1"  # type: ignore[attr-defined]
+    assert "__slots__" in vars(pr.Job)
+
+
 def test_duration_and_started_at() -> None:
     with pr.Reactor(max_parallel=1) as reactor:
         reactor.spawn(["sleep", "0.1"])
