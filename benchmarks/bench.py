@@ -410,7 +410,7 @@ def run_selectors(jobs: list[Job], parallel: int, mode: str, tmp: str) -> list[t
             if state["open"] == 0:
                 finish(i)
     sel.close()
-    return [tuple(r) for r in results]  # type: ignore[misc]
+    return [(r[0], r[1]) for r in results]
 
 
 def run_shell(jobs: list[Job], parallel: int, mode: str, tmp: str) -> list[tuple[Any, Any]]:
@@ -533,7 +533,7 @@ def run_one(system: str, workload: str, scale: float, before: str | None = None)
     out, err = p.communicate()
     if p.returncode != 0:
         raise RuntimeError(f"{system} {workload} failed:\n{err}")
-    result = json.loads(out)
+    result: dict[str, Any] = json.loads(out)
     result["threads"] = threads
     return result
 
