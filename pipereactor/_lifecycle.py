@@ -45,8 +45,7 @@ from ._spawnargs import resolved_argv
 
 __all__ = ["Lifecycle", "call_quietly"]
 
-#: A job with output pipes is watched for its exit only once it has run this
-#: long (see ``register``).
+#: A job with output pipes is watched for its exit once it ran this long (``register``).
 _WATCH_AFTER: Final = 0.05
 
 #: When ``eof_grace`` expires, what is already in a pipe is still delivered,
@@ -127,8 +126,7 @@ class Lifecycle:
             if job.timeout is not None:
                 self.schedule(job.started_at + job.timeout, Due.TIMEOUT, job)
         except BaseException:
-            # Registration failed (ENOSPC from epoll, an interrupt): undo it
-            # all, back to a job that never started.
+            # Registration failed (ENOSPC from epoll, an interrupt): back to never started.
             self._undo_start(job, popen)
             raise
         job._launch = None  # the child runs: its arguments are no longer needed
@@ -222,8 +220,7 @@ class Lifecycle:
                     job.error = exc
                     self.finish(job)
                 except BaseException:
-                    # An interrupt: the job goes back to the head of the queue,
-                    # so that the cleanup that follows cancels it like the others.
+                    # An interrupt: back to the queue's head, so the cleanup cancels it too.
                     admission.pending.appendleft(job)
                     raise
         finally:
@@ -274,8 +271,7 @@ class Lifecycle:
         for job in self.exits.reported():
             self.check_exit(job)
             if job.state is JobState.RUNNING:
-                # kqueue may report the exit before waitpid can reap it, and
-                # it reports only once: poll from here.
+                # kqueue reports once, maybe before waitpid can reap: poll from here.
                 self.exits.not_yet_reapable(job)
 
     def on_time(self, now: float) -> None:
@@ -321,8 +317,7 @@ class Lifecycle:
             job._cgroup.child_gone()  # its cgroup's emptiness is final from now on
         self.exits.unwatch(job)
         if job._stop is Stop.STOPPING and job._sweeps():
-            # No waitid, or the child was reaped elsewhere (ECHILD): sweep
-            # just after the reap instead (see above).
+            # No waitid, or reaped elsewhere (ECHILD): sweep just after the reap instead.
             sweep(job)
         if job._writer is not None:
             self.fds.end_input(job._writer)
@@ -373,9 +368,7 @@ class Lifecycle:
             feed._wake = None
         job._driver = None
         job._reaper = None
-        # Reaped (its returncode is on the job): only the caller's own Popen,
-        # for run()/communicate(), outlives this.
-        job._popen = None
+        job._popen = None  # reaped: only a run()/communicate() caller's own Popen lives on
         errors: list[BaseException] = []
         sinks, job._open_sinks = job._open_sinks, []
         for sink in sinks:
