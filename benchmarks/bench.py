@@ -191,7 +191,8 @@ COUNTERS: dict[str, int] = {}
 
 
 def run_pipereactor(jobs: list[Job], parallel: int, mode: str, tmp: str,
-                    pipesize: int | None = None, contain: bool = False) -> list[tuple[Any, Any]]:
+                    pipesize: int | None = None, contain: bool = False,
+                    popen_kwargs: dict[str, Any] | None = None) -> list[tuple[Any, Any]]:
     counts: dict[tuple[int, str], int] = {}
     COUNTERS["reads"] = 0
 
@@ -214,7 +215,9 @@ def run_pipereactor(jobs: list[Job], parallel: int, mode: str, tmp: str,
             return pr.RingBuffer(65536)
         return pr.NullSink()
 
-    extra: dict[str, Any] = {} if pipesize is None else {"pipesize": pipesize}
+    extra: dict[str, Any] = dict(popen_kwargs or {})
+    if pipesize is not None:
+        extra["pipesize"] = pipesize
     # contain= only when asked: a --compare-with library may predate it.
     options: dict[str, Any] = {"contain": True} if contain else {}
     with pr.Reactor(max_parallel=parallel, **options) as reactor:

@@ -11,11 +11,18 @@ objects), where pipereactor makes them itself: compare the sums too.
 
 Prints medians (min-max) of microseconds per job.  Not a target: the
 throughput comparison is W3 in bench.py.
+
+A second table follows each job's wall time: the parent's own CPU, the time
+it spends blocked in vfork (the wall time of ``fork_exec`` less its CPU: the
+parent waits there until the child has exec'd, and the child first has to get
+a CPU), and the rest, when it waits in the selector for jobs to end.
 """
 
 from __future__ import annotations
 
+import _posixsubprocess
 import argparse
+import functools
 import os
 import statistics
 import subprocess
@@ -28,6 +35,17 @@ sys.path.insert(0, HERE)
 import bench  # noqa: E402  (this directory's, with the library on sys.path)
 
 _in_popen = [0.0]
+_fork_exec = _posixsubprocess.fork_exec
+_in_fork_exec = [0.0, 0.0]  # wall, thread CPU
+
+
+def _timed_fork_exec(*args: Any) -> Any:
+    wall, cpu = time.perf_counter(), time.thread_time()
+    try:
+        return _fork_exec(*args)
+    finally:
+        _in_fork_exec[0] += time.perf_counter() - wall
+        _in_fork_exec[1] += time.thread_time() - cpu
 
 
 class _TimedPopen(subprocess.Popen):  # type: ignore[type-arg]
@@ -39,14 +57,19 @@ class _TimedPopen(subprocess.Popen):  # type: ignore[type-arg]
             _in_popen[0] += time.thread_time() - start
 
 
-def _measure(run: Any, jobs: list[bench.Job]) -> tuple[float, float]:
-    """(Popen, the rest) of the parent's thread CPU, microseconds per job."""
+def _measure(run: Any, jobs: list[bench.Job]) -> tuple[float, float, float, float]:
+    """Microseconds per job: (Popen, the rest) of the parent's thread CPU,
+    the wall time, and the wall time blocked in vfork."""
     _in_popen[0] = 0.0
-    start = time.thread_time()
+    _in_fork_exec[:] = [0.0, 0.0]
+    wall, start = time.perf_counter(), time.thread_time()
     run(jobs, 16, "keep", "/tmp")
     total = time.thread_time() - start
+    wall = time.perf_counter() - wall
     n = len(jobs)
-    return _in_popen[0] / n * 1e6, (total - _in_popen[0]) / n * 1e6
+    blocked = _in_fork_exec[0] - _in_fork_exec[1]
+    return (_in_popen[0] / n * 1e6, (total - _in_popen[0]) / n * 1e6, wall / n * 1e6,
+            blocked / n * 1e6)
 
 
 def main() -> None:
@@ -55,9 +78,20 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2000)
     args = parser.parse_args()
     jobs = [bench.Job(["/bin/true"], 0) for _ in range(args.jobs)]
-    systems = {"pipereactor": bench.run_pipereactor, "selectors": bench.run_selectors}
-    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in systems}
+    systems: dict[str, Any] = {"pipereactor": bench.run_pipereactor}
+    if sys.version_info >= (3, 11):
+        # Each child in a process group of its own, in our session, instead
+        # of leading a session (the default): what the session costs.
+        systems["pipereactor, process_group=0"] = functools.partial(
+            bench.run_pipereactor, popen_kwargs={"process_group": 0})
+    systems["selectors"] = bench.run_selectors
+    samples: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name in systems}
     subprocess.Popen = _TimedPopen  # type: ignore[misc]
+    # Popen calls fork_exec through a module global from 3.11 on, and through
+    # the module before.
+    _posixsubprocess.fork_exec = _timed_fork_exec
+    if hasattr(subprocess, "_fork_exec"):
+        subprocess._fork_exec = _timed_fork_exec
     for _ in range(args.reps):
         for name, run in systems.items():  # interleaved, as bench.py does
             samples[name].append(_measure(run, jobs))
@@ -70,9 +104,19 @@ def main() -> None:
     print("| system | in Popen | the rest | sum |")
     print("|---|---|---|---|")
     for name, rows in samples.items():
-        popen = [p for p, _ in rows]
-        rest = [r for _, r in rows]
-        print(f"| {name} | {cell(popen)} | {cell(rest)} | {cell([p + r for p, r in rows])} |")
+        popen = [r[0] for r in rows]
+        rest = [r[1] for r in rows]
+        print(f"| {name} | {cell(popen)} | {cell(rest)} | {cell([r[0] + r[1] for r in rows])} |")
+    print()
+    print("wall time per job, us: the parent's CPU, blocked in vfork, and the rest "
+          "(waiting for jobs to end)")
+    print("| system | wall | parent CPU | blocked in vfork | the rest |")
+    print("|---|---|---|---|---|")
+    for name, rows in samples.items():
+        cpu = [r[0] + r[1] for r in rows]
+        waiting = [r[2] - c - r[3] for r, c in zip(rows, cpu)]
+        print(f"| {name} | {cell([r[2] for r in rows])} | {cell(cpu)} "
+              f"| {cell([r[3] for r in rows])} | {cell(waiting)} |")
 
 
 if __name__ == "__main__":
