@@ -62,10 +62,10 @@ def _measure(run: Any, jobs: list[bench.Job]) -> tuple[float, float, float, floa
     the wall time, and the wall time blocked in vfork."""
     _in_popen[0] = 0.0
     _in_fork_exec[:] = [0.0, 0.0]
-    wall, start = time.perf_counter(), time.thread_time()
+    wall_start, cpu_start = time.perf_counter(), time.thread_time()
     run(jobs, 16, "keep", "/tmp")
-    total = time.thread_time() - start
-    wall = time.perf_counter() - wall
+    total = time.thread_time() - cpu_start
+    wall = time.perf_counter() - wall_start
     n = len(jobs)
     blocked = _in_fork_exec[0] - _in_fork_exec[1]
     return (_in_popen[0] / n * 1e6, (total - _in_popen[0]) / n * 1e6, wall / n * 1e6,
