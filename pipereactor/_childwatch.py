@@ -33,13 +33,16 @@ Each child is *watched* by one of these, chosen per reactor:
     pidfd-based stand-in with the same contract (tests/conftest.py).
 
 ``poll`` (everywhere)
-    The reactor calls ``Popen.poll()`` on each unfinished child on a bounded
+    The reactor calls ``poll()`` on each unfinished child on a bounded
     tick (``POLL_MIN`` growing to ``POLL_MAX`` while nothing exits).  It is the
     fallback, and it can be chosen on Linux so that the tests cover it.
 
-In every case the watcher only *reports* that a child can be reaped; ``Popen``
-reaps it (``Popen.poll``, or ``Popen.wait`` after SIGKILL, for that one pid),
-so a ``Popen`` stays coherent for its owner and ECHILD handling is CPython's.
+In every case the watcher only *reports* that a child can be reaped; the
+child's handle reaps it (``wait4``, ``poll``, or ``wait`` after SIGKILL, for
+that one pid, never ``-1``).  The handle is a caller's ``Popen`` for
+``run()``/``communicate()``, which so stays coherent for its owner; for the
+reactor's own children it is a ``Popen`` or, mostly, a ``_spawn.Child``,
+which reads ECHILD as Popen does (exit status 0).
 ``exited_unreaped`` and ``wait_exited`` peek with ``waitid(WNOWAIT)``: they
 learn that a child has exited without reaping it, so that the reactor can
 still signal its process group while the group id is reserved.
@@ -52,7 +55,10 @@ import resource
 import select
 import subprocess
 import sys
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from ._spawn import ChildProcess
 
 __all__ = [
     "ChildWatcher", "PidfdWatcher", "PollWatcher", "SHARED", "WATCHERS", "exited_unreaped",
@@ -224,7 +230,7 @@ def make_watcher(kind: str) -> ChildWatcher:
     raise ValueError(f"watcher must be one of {', '.join(map(repr, WATCHERS))}, not {kind!r}")
 
 
-def reap(popen: subprocess.Popen[Any]) -> resource.struct_rusage | None:
+def reap(popen: ChildProcess) -> resource.struct_rusage | None:
     """Reap ``popen``'s child if it has exited, as ``popen.poll()`` would, and
     return its resource usage (``wait4``); None if it has not exited, or was
     reaped elsewhere (then ``popen.poll()`` settles ``returncode``, as 0 for

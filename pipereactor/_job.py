@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, Union
 from ._cgroup import JobCgroup, Tree
 from ._feeds import Feed, StdinWriter
 from ._sinks import Sink
+from ._spawn import ChildProcess
 
 if TYPE_CHECKING:
     from ._pipes import Reader, Writer
@@ -200,7 +201,7 @@ class Job:
         if out is not None and out is err:
             del self._open_sinks[1]
         self._stop = Stop.NO
-        self._popen: subprocess.Popen[Any] | None = None
+        self._popen: ChildProcess | None = None  # a Child, or a run()/communicate() Popen
         #: (sink, fd, offset at start) for streams the child writes to a file
         #: itself (see _sinks.child_fd); counted when the job is done.
         self._direct: list[tuple[Sink, int, int]] = []

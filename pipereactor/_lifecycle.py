@@ -2,7 +2,7 @@
 
 The transitions, each in one method:
 
-``start``        PENDING -> RUNNING: pipes made, Popen created, fds registered.
+``start``        PENDING -> RUNNING: pipes made, child started, fds registered.
                  On failure the job is PENDING again with no fd open.
 ``reap``         RUNNING -> EXITED, once the child has exited (no user code).
 ``finish``       EXITED (or PENDING) -> DONE, once every output pipe is
@@ -26,7 +26,6 @@ from __future__ import annotations
 import os
 import selectors
 import signal
-import subprocess
 import time
 from collections.abc import Callable
 from typing import Any, Final
@@ -41,6 +40,7 @@ from ._job import Job, JobCancelled, JobState, Rusage, Stop
 from ._jobfds import JobFds
 from ._pipes import Reader, make_job_pipes, write_position
 from ._sinks import Sink, count
+from ._spawn import ChildProcess, start_child
 from ._spawnargs import resolved_argv
 
 __all__ = ["Lifecycle", "call_quietly"]
@@ -83,7 +83,7 @@ class Lifecycle:
     def start(self, job: Job) -> None:
         """PENDING -> RUNNING: make the pipes, create the process, register its fds.
 
-        Raises whatever pipe(), Popen or the registration raises; then the job
+        Raises whatever pipe(), Popen (see ``_spawn``) or the registration raises; then the job
         is PENDING again, its child (if any) killed and reaped, no fd open.
         """
         launch = job._launch
@@ -104,9 +104,7 @@ class Lifecycle:
                 args, env = tree.wrap(argv, kwargs.get("env"))
                 kwargs = {k: v for k, v in kwargs.items() if k not in ("shell", "executable")}
                 kwargs["env"] = env
-            popen = subprocess.Popen(
-                args, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2], bufsize=0, **kwargs
-            )
+            popen = start_child(args, stdio, kwargs)
         except BaseException:
             if tree is not None:
                 tree.remove()
@@ -158,7 +156,7 @@ class Lifecycle:
             assert job.pid is not None
             self.exits.watch(job, job.pid)
 
-    def _undo_start(self, job: Job, popen: subprocess.Popen[bytes]) -> None:
+    def _undo_start(self, job: Job, popen: ChildProcess) -> None:
         """Kill and reap a child just started, close its pipes.  Interrupts
         cannot cut this short (the caller re-raises the first one)."""
         while popen.returncode is None:  # unreaped: pid and group id are its own
