@@ -146,7 +146,9 @@ class Lifecycle:
         """
         self.fds.register(job)
         if job._readers:
-            self.schedule(time.monotonic() + _WATCH_AFTER, Due.WATCH, job)
+            self.deadlines.schedule_in_order(
+                time.monotonic() + _WATCH_AFTER, Due.WATCH, job, len(self.live)
+            )
         else:
             self.exits.watch(job, pid)
 

@@ -350,6 +350,32 @@ def test_no_busy_loop_while_children_are_quiet(make_reactor: MakeReactor) -> Non
     assert calls <= (8 if "pidfd" in repr(reactor) else 30), calls
 
 
+def test_in_order_deadlines_merge_with_the_heap_by_time() -> None:
+    from pipereactor._deadlines import Deadlines, Due
+    from pipereactor._job import JobState
+
+    deadlines = Deadlines()
+
+    class FakeJob:
+        state = JobState.RUNNING
+
+    a, b, c, d, stale = (FakeJob() for _ in range(5))
+    stale.state = JobState.DONE
+    deadlines.schedule_in_order(1.0, Due.WATCH, a, 1)  # type: ignore[arg-type]
+    deadlines.schedule_in_order(2.0, Due.WATCH, stale, 1)  # type: ignore[arg-type]
+    deadlines.schedule_in_order(3.0, Due.WATCH, b, 1)  # type: ignore[arg-type]
+    deadlines.schedule_in_order(0.5, Due.WATCH, c, 1)  # type: ignore[arg-type]  # out of order: the heap
+    deadlines.schedule(2.5, Due.TIMEOUT, d, 1)  # type: ignore[arg-type]
+    assert len(deadlines) == 5
+    assert deadlines.next_when() == 0.5
+    assert not deadlines.due(0.4) and deadlines.due(0.5)
+    fired: list[tuple[Due, object]] = list(deadlines.pop_due(2.9))
+    assert fired == [(Due.WATCH, c), (Due.WATCH, a), (Due.TIMEOUT, d)]  # the stale one skipped
+    assert deadlines.next_when() == 3.0
+    b.state = JobState.DONE
+    assert deadlines.next_when() is None and len(deadlines) == 0
+
+
 def test_finished_jobs_do_not_pile_up_deadlines() -> None:
     with pr.Reactor(max_parallel=8) as reactor:
         for _ in range(300):
