@@ -28,6 +28,7 @@ What stays Popen's
 
 from __future__ import annotations
 
+import _posixsubprocess
 import os
 import signal
 import subprocess
@@ -202,9 +203,8 @@ def _fork_exec(plan: tuple[Any, ...]) -> Child | None:
                 return None  # our std fds are closed: Popen's dance moves the pipe up
             keep = (err_write,) if not pass_fds else tuple(sorted({*pass_fds, err_write}))
             # Looked up per call, as Popen does: a test may have replaced it.
-            fork_exec: Any = getattr(subprocess, "_fork_exec", None)
-            if fork_exec is None:  # 3.10
-                import _posixsubprocess
+            fork_exec: Any = getattr(subprocess, "_fork_exec", None)  # 3.11+
+            if fork_exec is None:
                 fork_exec = _posixsubprocess.fork_exec
             common = (
                 argv, exe_list, close_fds, keep, cwd, env_list,
@@ -219,11 +219,13 @@ def _fork_exec(plan: tuple[Any, ...]) -> Child | None:
                     pid = fork_exec(*common, group, None, None, None, umask, None, vfork)
             except (TypeError, ValueError):
                 return None  # arguments fork_exec refused: Popen says which
-            os.close(err_write)
-            err_write = -1
-            # A child that exists must be reaped, whatever interrupts us now.
+            # The child exists: if anything interrupts us before we know that
+            # its exec worked, it is killed and reaped, never left behind.
             failed = True
             try:
+                os.close(err_write)
+                err_write = -1
+                # EOF: the exec closed the child's end (close-on-exec).
                 failed = bool(os.read(err_read, 50000))
             finally:
                 if failed:

@@ -196,3 +196,16 @@ def test_child_reaps_its_own_pid_and_reads_echild_as_zero() -> None:
     os.waitpid(other.pid, 0)  # reaped behind its back, as a waitpid(-1) elsewhere would
     assert other.poll() == 0 and other.wait() == 0
     assert repr(other) == f"<Child pid={other.pid} returncode=0>"
+
+
+def test_an_interrupt_before_the_exec_is_known_kills_and_reaps_the_child(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Were the child left running, _reap's wait would outlast the test's deadline;
+    # were it left unreaped, the zombie check would fail.
+    def interrupted(fd: int, n: int) -> bytes:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "read", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _spawn.start_child(["sleep", "600"], [None, None, None], {})
