@@ -66,25 +66,22 @@ class Child:
 
     def poll(self) -> int | None:
         if self.returncode is None:
-            try:
-                pid, status = os.waitpid(self.pid, os.WNOHANG)
-            except ChildProcessError:
-                self.returncode = 0
-            else:
-                if pid == self.pid:
-                    self.returncode = os.waitstatus_to_exitcode(status)
+            self._waitpid(os.WNOHANG)
         return self.returncode
 
     def wait(self) -> int:
         while self.returncode is None:
-            try:
-                pid, status = os.waitpid(self.pid, 0)
-            except ChildProcessError:
-                self.returncode = 0
-            else:
-                if pid == self.pid:
-                    self.returncode = os.waitstatus_to_exitcode(status)
+            self._waitpid(0)
         return self.returncode
+
+    def _waitpid(self, flags: int) -> None:
+        try:
+            pid, status = os.waitpid(self.pid, flags)
+        except ChildProcessError:
+            self.returncode = 0  # reaped elsewhere, or SIGCHLD ignored
+        else:
+            if pid == self.pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
 
     def __repr__(self) -> str:
         return f"<Child pid={self.pid} returncode={self.returncode}>"
