@@ -167,8 +167,7 @@ class Reactor:
                 running, but their later output is not read.  None: wait for EOF.
             on_exit: called as ``on_exit(job)`` once, when the job is done.
             popen_kwargs: ``subprocess.Popen``'s keywords (cwd, env, shell,
-                pass_fds, ...), with Popen's meaning and errors (see
-                ``_spawn`` for when Popen itself is skipped).  The child leads a new session, hence its own
+                pass_fds, ...), with Popen's meaning and errors (see ``_spawn``).  The child leads a new session, hence its own
                 process group (``start_new_session=True``) unless you pass
                 ``start_new_session`` or ``process_group``; without its own
                 group, only the child itself is signalled.
