@@ -166,11 +166,11 @@ class Reactor:
                 reach EOF.  Grandchildren that keep a pipe open are left
                 running, but their later output is not read.  None: wait for EOF.
             on_exit: called as ``on_exit(job)`` once, when the job is done.
-            popen_kwargs: ``subprocess.Popen``'s keywords (cwd, env, shell,
-                pass_fds, ...), with Popen's meaning and errors (see ``_spawn``).  The child leads a new session, hence its own
-                process group (``start_new_session=True``) unless you pass
-                ``start_new_session`` or ``process_group``; without its own
-                group, only the child itself is signalled.
+            popen_kwargs: ``subprocess.Popen``'s keywords (cwd, env, shell, pass_fds,
+                ...), with Popen's meaning and errors (see ``_spawn``).  The child
+                leads a new session, hence its own process group
+                (``start_new_session=True``) unless you pass ``start_new_session``
+                or ``process_group``; without its own group, only it is signalled.
 
         Raises:
             TypeError, ValueError: naming the argument, for bad input.
